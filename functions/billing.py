@@ -1,0 +1,27 @@
+"""The Event Hub-triggered billing consumer: a batch of usage events into the ledger, exactly once."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.bindings import BILLING_CONSUMER_GROUP, EVENTHUB_CONNECTION, USAGE_HUB
+from shared.bootstrap import get_service
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+log = logging.getLogger(__name__)
+
+
+@bp.function_name("bill_usage")
+@bp.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name=USAGE_HUB,
+    connection=EVENTHUB_CONNECTION,
+    consumer_group=BILLING_CONSUMER_GROUP,
+    cardinality=func.Cardinality.MANY,
+)
+def bill_usage(events: list[func.EventHubEvent]) -> None:
+    # The trigger checkpoints whatever happens here, so the service handles its own errors.
+    outcome = get_service().ingest_usage([e.get_body() for e in events])
+    log.info("usage batch: %s", outcome)

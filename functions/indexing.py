@@ -1,0 +1,28 @@
+"""The functions Azure indexes, read once: `FunctionApp.get_functions()` refuses a second call in a process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from azure.functions.decorators.core import Binding
+from azure.functions.decorators.function_app import Function
+
+
+@cache
+def indexed() -> dict[str, Function]:
+    import function_app
+
+    return {str(fn.get_function_name()): fn for fn in function_app.app.get_functions()}
+
+
+def trigger(name: str) -> Callable[..., Any]:
+    """The user function Azure would call for the function `name`."""
+    fn: Callable[..., Any] = indexed()[name].get_user_function()
+    return fn
+
+
+def bindings(name: str) -> list[dict[str, Any]]:
+    items: list[Binding] = indexed()[name].get_bindings()
+    return [b.get_dict_repr() for b in items]

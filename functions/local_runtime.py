@@ -1,0 +1,139 @@
+"""The local host's stand-in for the Functions runtime: it delivers queue messages and usage events to the
+very same function objects Azure calls, with the same retry and poison rules (host.json)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import azure.functions as func
+from azure.functions.queue import QueueMessage as TriggerQueueMessage
+
+from shared.adapters.sqlite.usage_log import SqliteUsageLog
+from shared.bindings import BILLING_CONSUMER_GROUP
+from shared.ports import JobQueue, ReceivedMessage
+
+log = logging.getLogger(__name__)
+
+
+class QueuePump:
+    """Receive → call the trigger → delete on success; on failure release, and after `max_dequeue_count`
+    deliveries move the message to the poison queue (what the Functions queue extension does)."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        handler: Callable[[func.QueueMessage], None],
+        *,
+        poison: JobQueue | None,
+        max_dequeue_count: int,
+        visibility_timeout_s: float,
+        concurrency: int,
+    ) -> None:
+        self.queue, self.handler, self.poison = queue, handler, poison
+        self.max_dequeue_count = max_dequeue_count
+        self.visibility_timeout_s = visibility_timeout_s
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"pump-{queue.name}")
+        self._slots = threading.Semaphore(concurrency)
+        self._concurrency = concurrency
+
+    def pump_once(self) -> int:
+        """Hand every message visible now (up to free slots) to the handler; returns how many."""
+        free = 0
+        while free < self._concurrency and self._slots.acquire(blocking=False):
+            free += 1
+        messages = self.queue.receive(free, self.visibility_timeout_s) if free else []
+        for _ in range(free - len(messages)):
+            self._slots.release()
+        for message in messages:
+            future = self._pool.submit(self.deliver, message)
+            future.add_done_callback(self._release_slot)
+        return len(messages)
+
+    def _release_slot(self, _: Future[Any]) -> None:
+        self._slots.release()
+
+    def deliver(self, message: ReceivedMessage) -> None:
+        trigger_message = TriggerQueueMessage(  # type: ignore[no-untyped-call]  # what the worker builds
+            id=message.id,
+            body=message.body.encode("utf-8"),
+            dequeue_count=message.dequeue_count,
+            pop_receipt=message.receipt,
+        )
+        try:
+            self.handler(trigger_message)
+        except Exception as exc:
+            log.warning("delivery %d of message %s failed: %s", message.dequeue_count, message.id, exc)
+            if self.poison is not None and message.dequeue_count >= self.max_dequeue_count:
+                self.poison.send(message.body)
+                self.queue.delete(message)
+            else:
+                self.queue.release(message)
+            return
+        self.queue.delete(message)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+class UsageConsumer:
+    """Reads the embedded usage log per partition, hands each batch to the Event Hub trigger as real
+    `func.EventHubEvent`s, then checkpoints — whether the function succeeded or not, like the trigger."""
+
+    def __init__(
+        self,
+        log_: SqliteUsageLog,
+        handler: Callable[[list[func.EventHubEvent]], None],
+        consumer_group: str = BILLING_CONSUMER_GROUP,
+        max_batch: int = 256,
+    ) -> None:
+        self.log, self.handler, self.group, self.max_batch = log_, handler, consumer_group, max_batch
+
+    def consume_once(self) -> int:
+        total = 0
+        for partition in range(self.log.partitions):
+            batch = self.log.read(self.group, partition, self.max_batch)
+            if not batch:
+                continue
+            events = [
+                func.EventHubEvent(
+                    body=e.body.encode("utf-8"), sequence_number=e.offset, offset=str(e.offset), partition_key=None
+                )
+                for e in batch
+            ]
+            try:
+                self.handler(events)
+            except Exception:
+                log.exception("billing function failed; the batch is checkpointed anyway, as on Azure")
+            self.log.checkpoint(self.group, partition, batch[-1].offset)
+            total += len(batch)
+        return total
+
+
+class Loop:
+    """Call `step` until stopped; sleep `interval_s` when it had nothing to do."""
+
+    def __init__(self, name: str, step: Callable[[], int], interval_s: float) -> None:
+        self._step, self._interval = step, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self._step()
+            except Exception:
+                log.exception("%s: step failed", self._thread.name)
+                busy = 0
+            if not busy:
+                self._stop.wait(self._interval)

@@ -1,0 +1,1 @@
+"""Embedded adapters on SQLite files: the default backend and the local host's engine."""

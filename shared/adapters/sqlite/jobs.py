@@ -1,0 +1,57 @@
+"""The job store in SQLite: a JSON document per job, written only if its etag is unchanged."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+from shared.adapters.sqlite.db import SqliteDatabase
+from shared.errors import ConcurrencyConflict, Conflict
+from shared.jobs import Job
+
+
+class SqliteJobStore:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+        with db.transaction() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, status TEXT NOT NULL,"
+                " usage_published INTEGER NOT NULL, etag TEXT NOT NULL, doc TEXT NOT NULL)"
+            )
+            conn.execute("CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (usage_published)")
+
+    def create(self, job: Job) -> Job:
+        stored = job.model_copy(update={"etag": uuid.uuid4().hex})
+        try:
+            with self.db.transaction() as conn:
+                conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)", self._row(stored))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"job {job.id} exists") from exc
+        return stored
+
+    def get(self, job_id: str) -> Job | None:
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Job.model_validate_json(row[0]) if row else None
+
+    def replace(self, job: Job) -> Job:
+        stored = job.model_copy(update={"etag": uuid.uuid4().hex})
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET tenant = ?, status = ?, usage_published = ?, etag = ?, doc = ? "
+                "WHERE id = ? AND etag = ?",
+                (*self._row(stored)[1:], job.id, job.etag),
+            )
+            if cursor.rowcount != 1:
+                raise ConcurrencyConflict(f"job {job.id} changed since it was read")
+        return stored
+
+    def unpublished_usage(self, limit: int) -> list[Job]:
+        with self.db.transaction() as conn:
+            rows = conn.execute("SELECT doc FROM jobs WHERE usage_published = 0 LIMIT ?", (limit,)).fetchall()
+        return [Job.model_validate_json(doc) for (doc,) in rows]
+
+    @staticmethod
+    def _row(job: Job) -> tuple[str, str, str, int, str, str]:
+        assert job.etag is not None
+        return (job.id, job.tenant, job.status.value, int(job.usage_published), job.etag, job.model_dump_json())

@@ -1,0 +1,77 @@
+"""An append-only usage event log in SQLite, shaped like Event Hubs: partitions by key, offsets, and
+per-consumer-group checkpoints. It is the embedded `UsageStream` and the local host's event source."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.adapters.sqlite.db import SqliteDatabase
+from shared.schemas.usage import UsageEvent
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    partition: int
+    offset: int
+    body: str
+
+
+def partition_for(key: str, partitions: int) -> int:
+    return zlib.crc32(key.encode("utf-8")) % partitions
+
+
+class SqliteUsageLog:
+    def __init__(self, db: SqliteDatabase, partitions: int = 4) -> None:
+        self.db = db
+        self.partitions = partitions
+        with db.transaction() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS usage_log (partition INTEGER NOT NULL, offset INTEGER NOT NULL,"
+                " body TEXT NOT NULL, PRIMARY KEY (partition, offset))"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS usage_checkpoints (consumer_group TEXT NOT NULL,"
+                " partition INTEGER NOT NULL, offset INTEGER NOT NULL, PRIMARY KEY (consumer_group, partition))"
+            )
+
+    def publish(self, events: Sequence[UsageEvent]) -> None:
+        self.append([(e.tenant, e.model_dump_json()) for e in events])
+
+    def append(self, keyed_bodies: Sequence[tuple[str, str]]) -> None:
+        """Append raw bodies under partition keys (what any producer can write, valid or not)."""
+        with self.db.transaction() as conn:
+            for key, body in keyed_bodies:
+                partition = partition_for(key, self.partitions)
+                (last,) = conn.execute(
+                    "SELECT COALESCE(MAX(offset), -1) FROM usage_log WHERE partition = ?", (partition,)
+                ).fetchone()
+                conn.execute("INSERT INTO usage_log VALUES (?, ?, ?)", (partition, last + 1, body))
+
+    def read(self, consumer_group: str, partition: int, max_events: int) -> list[LoggedEvent]:
+        """Events after the group's checkpoint on that partition, oldest first."""
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT offset FROM usage_checkpoints WHERE consumer_group = ? AND partition = ?",
+                (consumer_group, partition),
+            ).fetchone()
+            start = row[0] + 1 if row else 0
+            rows = conn.execute(
+                "SELECT offset, body FROM usage_log WHERE partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
+                (partition, start, max_events),
+            ).fetchall()
+        return [LoggedEvent(partition, offset, body) for offset, body in rows]
+
+    def checkpoint(self, consumer_group: str, partition: int, offset: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO usage_checkpoints VALUES (?, ?, ?) ON CONFLICT (consumer_group, partition)"
+                " DO UPDATE SET offset = excluded.offset",
+                (consumer_group, partition, offset),
+            )
+
+    def reset(self, consumer_group: str) -> None:
+        """Replay from the first offset (what a new consumer group, or an operator's rewind, does)."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM usage_checkpoints WHERE consumer_group = ?", (consumer_group,))

@@ -1,0 +1,69 @@
+"""The one place that builds the service from settings. Tests pass adapters in; nothing happens at import."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from shared.adapters.model_source import LocalModelSource
+from shared.adapters.sqlite.blobs import FileBlobStore
+from shared.adapters.sqlite.db import SqliteDatabase
+from shared.adapters.sqlite.jobs import SqliteJobStore
+from shared.adapters.sqlite.ledger import SqliteUsageLedger
+from shared.adapters.sqlite.queue import SqliteJobQueue
+from shared.adapters.sqlite.usage_log import SqliteUsageLog
+from shared.bindings import JOB_QUEUE, POISON_QUEUE
+from shared.config import AppConfig, load_config
+from shared.errors import ConfigError
+from shared.ports import BlobStore, JobQueue, JobStore, ModelSource, UsageLedger, UsageStream
+from shared.runners.pool import RunnerPool
+from shared.service import InferenceService
+from shared.settings import Settings, get_settings
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    config: AppConfig | None = None,
+    queue: JobQueue | None = None,
+    store: JobStore | None = None,
+    blobs: BlobStore | None = None,
+    stream: UsageStream | None = None,
+    ledger: UsageLedger | None = None,
+    models: ModelSource | None = None,
+) -> InferenceService:
+    if settings.backend != "sqlite":
+        raise ConfigError(f"INFERQ_BACKEND={settings.backend} is not available in this build")
+    db = SqliteDatabase(settings.db_path)
+    return InferenceService(
+        settings=settings,
+        config=config or load_config(settings.config),
+        queue=queue or SqliteJobQueue(db, JOB_QUEUE),
+        store=store or SqliteJobStore(db),
+        blobs=blobs or FileBlobStore(settings.data_dir / "blobs"),
+        stream=stream or SqliteUsageLog(db, settings.usage_partitions),
+        ledger=ledger or SqliteUsageLedger(db),
+        runners=RunnerPool(settings, models or LocalModelSource()),
+    )
+
+
+def poison_queue(service: InferenceService) -> JobQueue:
+    """The queue the Functions host moves a message to after maxDequeueCount failed deliveries."""
+    queue = service.queue
+    if isinstance(queue, SqliteJobQueue):
+        return SqliteJobQueue(queue.db, POISON_QUEUE)
+    raise ConfigError(f"no poison queue for {type(queue).__name__}")
+
+
+_override: InferenceService | None = None
+
+
+def set_service(service: InferenceService | None) -> None:
+    """The local host and tests install the service they built; Azure builds one from settings."""
+    global _override
+    _override = service
+    get_service.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def get_service() -> InferenceService:
+    return _override if _override is not None else bootstrap(get_settings())

@@ -1,0 +1,72 @@
+"""Micro-batching as a wrapper: concurrent `predict` calls for one deployment are merged into one run.
+
+Runners never see it (MLServer's adaptive batching, in threads): callers block, one thread runs the batch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class MicroBatcher(Generic[T, R]):
+    def __init__(self, predict: Callable[[Sequence[T]], list[R]], max_batch_size: int, max_wait_s: float) -> None:
+        self._predict = predict
+        self._max_batch_size = max_batch_size
+        self._max_wait_s = max_wait_s
+        self._pending: queue.Queue[tuple[Sequence[T], Future[list[R]]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def __call__(self, items: Sequence[T]) -> list[R]:
+        future: Future[list[R]] = Future()
+        self._ensure_thread()
+        self._pending.put((items, future))
+        return future.result()
+
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="micro-batcher", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._pending.get()]
+            size = len(batch[0][0])
+            deadline = time.monotonic() + self._max_wait_s
+            while size < self._max_batch_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._pending.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                batch.append(item)
+                size += len(item[0])
+            self._run(batch)
+
+    def _run(self, batch: list[tuple[Sequence[T], Future[list[R]]]]) -> None:
+        merged = [x for items, _ in batch for x in items]
+        try:
+            results = self._predict(merged)
+        except Exception:
+            # One bad request must not fail its neighbours: run each alone so only it gets the error.
+            for items, future in batch:
+                try:
+                    future.set_result(self._predict(items))
+                except Exception as exc:
+                    future.set_exception(exc)
+            return
+        start = 0
+        for items, future in batch:
+            future.set_result(results[start : start + len(items)])
+            start += len(items)

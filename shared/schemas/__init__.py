@@ -1,0 +1,1 @@
+"""Wire contracts: HTTP bodies, queue messages and usage events (pydantic v2)."""
