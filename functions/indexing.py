@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from azure.functions.decorators.core import Binding
 from azure.functions.decorators.function_app import Function
 
 
@@ -24,5 +24,6 @@ def trigger(name: str) -> Callable[..., Any]:
 
 
 def bindings(name: str) -> list[dict[str, Any]]:
-    items: list[Binding] = indexed()[name].get_bindings()
-    return [b.get_dict_repr() for b in items]
+    """The bindings as the worker reports them to the host (function.json shape)."""
+    raw: list[str] = indexed()[name].get_raw_bindings()
+    return [json.loads(b) for b in raw]

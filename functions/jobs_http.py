@@ -1,0 +1,72 @@
+"""Submitting a job from a route and rendering it: sync wait (bounded), or 202 + Operation-Location."""
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from shared.auth import Caller
+from shared.config import Deployment
+from shared.jobs import Job, JobStatus
+from shared.service import InferenceService
+
+
+async def submit_and_respond(
+    svc: InferenceService, who: Caller, deployment: Deployment, payload: dict[str, Any], request: Request
+) -> Response:
+    key = request.headers.get("idempotency-key")
+    job = (await run_in_threadpool(svc.submit, who, deployment, payload, key)).job
+    if "respond-async" not in request.headers.get("prefer", "").lower():
+        job = await wait_for_job(svc, who, job, svc.settings.sync_timeout_s)
+    if job.status is JobStatus.SUCCEEDED and job.result is not None:
+        return JSONResponse(job.result, 200, headers=job_headers(job))
+    if job.status.terminal:
+        return job_response(job, terminal_status(job))
+    response = job_response(job, 202)
+    response.headers["Operation-Location"] = f"/jobs/{job.id}"
+    response.headers["Retry-After"] = str(svc.settings.retry_after_s)
+    return response
+
+
+async def wait_for_job(svc: InferenceService, who: Caller, job: Job, timeout_s: float) -> Job:
+    """Poll the job store until the job is terminal or the bound passes (works the same on both hosts)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while not job.status.terminal and time.monotonic() < deadline:
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.1)
+        job = await run_in_threadpool(svc.get_job, who, job.id)
+    return job
+
+
+def terminal_status(job: Job) -> int:
+    if job.status is JobStatus.CANCELLED:
+        return 409
+    if job.status is JobStatus.EXPIRED:
+        return 504
+    code = job.error.code if job.error else ""
+    return 422 if code in ("InvalidInput", "InvalidMessage") else 500
+
+
+def job_headers(job: Job) -> dict[str, str]:
+    return {"x-inferq-job-id": job.id, "azureml-model-deployment": job.deployment}
+
+
+def job_response(job: Job, status: int) -> JSONResponse:
+    body: dict[str, Any] = {
+        "id": job.id,
+        "object": "job",
+        "status": job.status.value,
+        "model": job.deployment,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "error": job.error.model_dump() if job.error else None,
+        "result": job.result if job.status is JobStatus.SUCCEEDED else None,
+    }
+    if status >= 400 and job.error:
+        body = {"error": job.error.model_dump(), "job": body}
+    return JSONResponse(body, status, headers=job_headers(job))

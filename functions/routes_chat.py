@@ -1,0 +1,5 @@
+"""Chat and text completion routes (generation issue)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Usage and metering routes (billing issue)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,144 @@
+"""Shared fixtures: a config with two tenants, the service on SQLite in tmp_path, the real local host."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.auth import hash_key
+from shared.bootstrap import bootstrap
+from shared.config import AppConfig, load_config
+from shared.service import InferenceService
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_DIR = ROOT / "models" / "all-MiniLM-L6-v2-int8"
+KEYS = {"acme": "acme-key", "globex": "globex-key"}
+ADMIN_KEY = "admin-key"
+
+
+def write_config(path: Path, extra: str = "") -> Path:
+    """The example config's deployment with two tenants whose keys are known to the tests."""
+    example = (ROOT / "config" / "inferq.toml").read_text()
+    deployments = example[example.index("[[deployments]]") :].replace(
+        'source = "models/', f'source = "{ROOT.as_posix()}/models/'
+    )
+    tenants = "".join(
+        f'[[tenants]]\nname = "{name}"\nkey_sha256 = ["{hash_key(key)}"]\n\n' for name, key in KEYS.items()
+    )
+    path.write_text(
+        f'currency = "USD"\nadmin_key_sha256 = ["{hash_key(ADMIN_KEY)}"]\n\n{tenants}{extra}\n{deployments}'
+    )
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "inferq.toml")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, config_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", config=config_path, max_batch_wait_ms=1, _env_file=None)
+
+
+@pytest.fixture
+def config(settings: Settings) -> AppConfig:
+    return load_config(settings.config)
+
+
+@pytest.fixture
+def service(settings: Settings, config: AppConfig) -> InferenceService:
+    return bootstrap(settings, config=config)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningHost:
+    url: str
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    log_path: Path
+
+    def client(self, key: str | None = KEYS["acme"], timeout: float = 60) -> httpx.Client:
+        headers = {"api-key": key} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_host(tmp_path: Path, env: dict[str, str] | None = None, config: Path | None = None) -> RunningHost:
+    port = free_port()
+    data_dir = tmp_path / "host-data"
+    log_path = tmp_path / "host.log"
+    full_env = {
+        **os.environ,
+        "PORT": str(port),
+        "INFERQ_DATA_DIR": str(data_dir),
+        "INFERQ_CONFIG": str(config or write_config(tmp_path / "host.toml")),
+        "INFERQ_API_KEY": "demo-key",
+        "INFERQ_USAGE_PUBLISH_INTERVAL_S": "0.5",
+        **(env or {}),
+    }
+    with log_path.open("wb") as log_file:  # the child keeps its own handle
+        process = subprocess.Popen(
+            [sys.executable, "-m", "functions.local_host"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"local host exited:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return RunningHost(url, process, data_dir, log_path)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"local host did not start:\n{log_path.read_text()}")
+
+
+def stop_host(host: RunningHost) -> None:
+    host.process.terminate()
+    try:
+        host.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        host.process.kill()
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
+    """The real local host on a free port, once per test module."""
+    running = start_host(tmp_path_factory.mktemp("host"))
+    yield running
+    stop_host(running)
+
+
+def wait_for(predicate: object, timeout: float = 30, interval: float = 0.05) -> None:
+    """Poll until `predicate()` is truthy (no fixed sleeps); fails the test at the deadline."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -1,0 +1,56 @@
+"""The ONNX Runtime embedding runner on the real all-MiniLM-L6-v2 int8 model."""
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from shared.runners.embeddings import EmbeddingRunner
+from tests.conftest import MODEL_DIR
+
+
+@pytest.fixture(scope="module")
+def runner() -> EmbeddingRunner:
+    r = EmbeddingRunner(MODEL_DIR, max_tokens=256, intra_op_threads=1, max_batch_size=4)
+    r.load()
+    return r
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b)
+
+
+def test_vectors_have_384_dimensions_and_unit_length(runner: EmbeddingRunner) -> None:
+    (e,) = runner.predict(["The quick brown fox jumps over the lazy dog."])
+    assert e.vector.shape == (384,)
+    assert abs(float(np.linalg.norm(e.vector)) - 1.0) < 1e-5
+
+
+def test_paraphrases_score_higher_than_unrelated_sentences(runner: EmbeddingRunner) -> None:
+    a, b, c = runner.predict(
+        ["How do I reset my password?", "I forgot my password and need to change it.", "The tide comes in at noon."]
+    )
+    assert cosine(a.vector, b.vector) > cosine(a.vector, c.vector) + 0.3
+
+
+def test_batching_and_padding_do_not_change_a_vector(runner: EmbeddingRunner) -> None:
+    texts = ["short", "a much longer sentence " * 10, "medium length text here", "x", "another one"]
+    alone = [runner.predict([t])[0].vector for t in texts]
+    together = [e.vector for e in runner.predict(texts)]  # 5 inputs, batches of 4, sorted by length
+    for x, y in zip(alone, together, strict=True):
+        assert cosine(x, y) > 0.9999
+
+
+def test_token_counts_come_from_the_real_tokenizer_and_truncate_at_256(runner: EmbeddingRunner) -> None:
+    reference = Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
+    reference.no_padding()
+    reference.no_truncation()
+    texts = ["Hello, world!", "tokenization of unusual words: antidisestablishmentarianism"]
+    counts = [e.tokens for e in runner.predict(texts)]
+    assert counts == [len(reference.encode(t).ids) for t in texts]  # [CLS] and [SEP] included
+    (long,) = runner.predict(["word " * 1000])
+    assert long.tokens == 256
+
+
+def test_the_shipped_fixed_128_padding_is_overridden(runner: EmbeddingRunner) -> None:
+    # With the file's own settings every input would be 128 tokens; a 3-word input must count 5.
+    assert runner.count_tokens(["three words here"]) == [5]

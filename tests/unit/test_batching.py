@@ -1,0 +1,45 @@
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from shared.runners.batching import MicroBatcher
+
+
+def test_concurrent_calls_are_merged_and_answered_in_order() -> None:
+    calls: list[list[int]] = []
+    gate = threading.Event()
+
+    def predict(items: Sequence[int]) -> list[int]:
+        gate.wait(5)  # hold the first batch so the others queue up behind it
+        calls.append(list(items))
+        return [x * 10 for x in items]
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(predict, max_batch_size=64, max_wait_s=0.05)
+    results: dict[int, list[int]] = {}
+
+    def call(i: int) -> None:
+        results[i] = batcher([i, i + 100])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert results == {i: [i * 10, (i + 100) * 10] for i in range(8)}
+    assert len(calls) < 8  # some calls shared a run
+    assert sorted(x for c in calls for x in c) == sorted([*range(8), *range(100, 108)])
+
+
+def test_a_failing_request_does_not_fail_its_neighbours() -> None:
+    def predict(items: Sequence[str]) -> list[str]:
+        if "bad" in items:
+            raise ValueError("bad input")
+        return [s.upper() for s in items]
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(predict, max_batch_size=8, max_wait_s=0.01)
+    assert batcher(["a", "b"]) == ["A", "B"]
+    with pytest.raises(ValueError, match="bad input"):
+        batcher(["bad"])
+    assert batcher(["c"]) == ["C"]
