@@ -37,7 +37,7 @@ async def wait_for_job(svc: InferenceService, who: Caller, job: Job, timeout_s: 
     delay = 0.005
     while not job.status.terminal and time.monotonic() < deadline:
         await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.1)
+        delay = min(delay * 1.5, 0.05)
         job = await run_in_threadpool(svc.get_job, who, job.id)
     return job
 

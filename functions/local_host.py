@@ -31,6 +31,7 @@ class LocalHost:
     @classmethod
     def build(cls, service: InferenceService) -> LocalHost:
         s = service.settings
+        wake = getattr(service.queue, "sent", None)
         jobs = QueuePump(
             service.queue,
             trigger("run_job"),
@@ -49,7 +50,7 @@ class LocalHost:
         )
         publish = trigger("publish_pending_usage")
         loops = [
-            Loop("job-pump", jobs.pump_once, s.poll_interval_s),
+            Loop("job-pump", jobs.pump_once, s.poll_interval_s, wake=wake),
             Loop("poison-pump", poisoned.pump_once, s.poll_interval_s * 10),
             Loop("usage-publisher", lambda: publish(None) or 0, s.usage_publish_interval_s),
         ]

@@ -32,8 +32,10 @@ class QueuePump:
         max_dequeue_count: int,
         visibility_timeout_s: float,
         concurrency: int,
+        wake: threading.Event | None = None,
     ) -> None:
         self.queue, self.handler, self.poison = queue, handler, poison
+        self.wake = wake  # set when a slot frees up, so waiting messages don't sit out a poll interval
         self.max_dequeue_count = max_dequeue_count
         self.visibility_timeout_s = visibility_timeout_s
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"pump-{queue.name}")
@@ -55,6 +57,8 @@ class QueuePump:
 
     def _release_slot(self, _: Future[Any]) -> None:
         self._slots.release()
+        if self.wake is not None:
+            self.wake.set()
 
     def deliver(self, message: ReceivedMessage) -> None:
         trigger_message = TriggerQueueMessage(  # type: ignore[no-untyped-call]  # what the worker builds
@@ -116,9 +120,12 @@ class UsageConsumer:
 class Loop:
     """Call `step` until stopped; sleep `interval_s` when it had nothing to do."""
 
-    def __init__(self, name: str, step: Callable[[], int], interval_s: float) -> None:
+    def __init__(
+        self, name: str, step: Callable[[], int], interval_s: float, wake: threading.Event | None = None
+    ) -> None:
         self._step, self._interval = step, interval_s
         self._stop = threading.Event()
+        self._wake = wake or self._stop
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -126,6 +133,7 @@ class Loop:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
@@ -136,4 +144,6 @@ class Loop:
                 log.exception("%s: step failed", self._thread.name)
                 busy = 0
             if not busy:
-                self._stop.wait(self._interval)
+                self._wake.wait(self._interval)
+                if self._wake is not self._stop:
+                    self._wake.clear()

@@ -36,3 +36,14 @@ class FileBlobStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def list_keys(self, prefix: str, limit: int) -> list[str]:
+        folder = self.root / prefix.rpartition("/")[0]  # walk only the prefix's folder, not every payload
+        if not folder.is_dir():
+            return []
+        keys = (
+            path.relative_to(self.root).as_posix()
+            for path in folder.rglob("*")
+            if path.is_file() and not path.name.endswith(".tmp")
+        )
+        return sorted(k for k in keys if k.startswith(prefix))[:limit]

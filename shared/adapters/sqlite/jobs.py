@@ -30,7 +30,7 @@ class SqliteJobStore:
         return stored
 
     def get(self, job_id: str) -> Job | None:
-        with self.db.transaction() as conn:
+        with self.db.reading() as conn:
             row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.model_validate_json(row[0]) if row else None
 
@@ -47,7 +47,7 @@ class SqliteJobStore:
         return stored
 
     def unpublished_usage(self, limit: int) -> list[Job]:
-        with self.db.transaction() as conn:
+        with self.db.reading() as conn:
             rows = conn.execute("SELECT doc FROM jobs WHERE usage_published = 0 LIMIT ?", (limit,)).fetchall()
         return [Job.model_validate_json(doc) for (doc,) in rows]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -21,6 +22,8 @@ class SqliteJobQueue:
     def __init__(self, db: SqliteDatabase, name: str) -> None:
         self.db = db
         self.name = name
+        # The embedded host's receivers wait on this instead of polling (a message wakes them at once).
+        self.sent = threading.Event()
         with db.transaction() as conn:
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                 conn.execute(statement)
@@ -32,6 +35,7 @@ class SqliteJobQueue:
                 "INSERT INTO queue_messages (id, queue, body, inserted_at, visible_at) VALUES (?, ?, ?, ?, ?)",
                 (uuid.uuid4().hex, self.name, body, now, now),
             )
+        self.sent.set()
 
     def receive(self, max_messages: int, visibility_timeout_s: float) -> list[ReceivedMessage]:
         now = time.time()
