@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 MODEL := models/all-MiniLM-L6-v2-int8/model.onnx
+# Azurite (npm, pinned in package-lock.json) for the Azure adapter tests; reinstalled only when the lock changes.
+NODE_STAMP := node_modules/.stamp-$(shell cat package.json package-lock.json | sha256sum | cut -c1-16)
 
-.PHONY: install model run test lint typecheck unit bench clean
+.PHONY: install model run test lint typecheck unit bench clean node azurite
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
@@ -15,6 +17,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.stamp-* && touch $@
 
 install: $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js and npm are required (Azurite, for the Azure adapter tests)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -f node_modules/.stamp-* && touch $@
+
+node: $(NODE_STAMP)
+
+# Azurite on its default ports, for `INFERQ_BACKEND=azure AzureWebJobsStorage=UseDevelopmentStorage=true make run`
+azurite: node
+	node_modules/.bin/azurite --silent --inMemoryPersistence --disableTelemetry --skipApiVersionCheck --loose
 
 $(MODEL): | $(STAMP)
 	$(BIN)/python scripts/fetch_model.py
@@ -35,11 +48,12 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-test: install model lint typecheck
+test: install model node lint typecheck
 	$(BIN)/pytest -q
 
 bench: install model
 	$(BIN)/python scripts/bench_embeddings.py
+	$(BIN)/python scripts/bench_ledger.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

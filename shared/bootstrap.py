@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import logging
+from functools import cache, lru_cache
 
-from shared.adapters.model_source import LocalModelSource
+from shared.adapters.model_source import ModelSources
 from shared.adapters.sqlite.blobs import FileBlobStore
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.jobs import SqliteJobStore
@@ -19,6 +20,8 @@ from shared.runners.pool import RunnerPool
 from shared.service import InferenceService
 from shared.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
+
 
 def bootstrap(
     settings: Settings,
@@ -31,18 +34,29 @@ def bootstrap(
     ledger: UsageLedger | None = None,
     models: ModelSource | None = None,
 ) -> InferenceService:
-    if settings.backend != "sqlite":
+    if settings.backend == "azure":
+        from shared.adapters.azure.factory import AzureAdapters  # the Azure SDKs load only for this backend
+
+        azure = AzureAdapters.from_settings(settings)
+        queue, store, blobs = queue or azure.queue, store or azure.store, blobs or azure.blobs
+        ledger, stream = ledger or azure.ledger, stream or azure.stream
+        if stream is None:
+            log.warning(
+                "no Event Hubs connection (EventHubConnection): usage events go to the embedded log in %s",
+                settings.db_path,
+            )
+    elif settings.backend != "sqlite":
         raise ConfigError(f"INFERQ_BACKEND={settings.backend} is not available in this build")
-    db = SqliteDatabase(settings.db_path)
+    db = cache(lambda: SqliteDatabase(settings.db_path))  # opened only if an embedded adapter is used
     return InferenceService(
         settings=settings,
         config=config or load_config(settings.config),
-        queue=queue or SqliteJobQueue(db, JOB_QUEUE),
-        store=store or SqliteJobStore(db),
+        queue=queue or SqliteJobQueue(db(), JOB_QUEUE),
+        store=store or SqliteJobStore(db()),
         blobs=blobs or FileBlobStore(settings.data_dir / "blobs"),
-        stream=stream or SqliteUsageLog(db, settings.usage_partitions),
-        ledger=ledger or SqliteUsageLedger(db),
-        runners=RunnerPool(settings, models or LocalModelSource()),
+        stream=stream or SqliteUsageLog(db(), settings.usage_partitions),
+        ledger=ledger or SqliteUsageLedger(db()),
+        runners=RunnerPool(settings, models or ModelSources.from_settings(settings)),
     )
 
 
@@ -51,6 +65,10 @@ def poison_queue(service: InferenceService) -> JobQueue:
     queue = service.queue
     if isinstance(queue, SqliteJobQueue):
         return SqliteJobQueue(queue.db, POISON_QUEUE)
+    from shared.adapters.azure.queue import AzureJobQueue  # not imported on the embedded path above
+
+    if isinstance(queue, AzureJobQueue):
+        return queue.poison_queue()
     raise ConfigError(f"no poison queue for {type(queue).__name__}")
 
 

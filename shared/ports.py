@@ -57,6 +57,9 @@ class BlobStore(Protocol):
         ...
 
     def delete(self, key: str) -> None: ...
+    def list_keys(self, prefix: str, limit: int) -> list[str]:
+        """Up to `limit` keys that start with `prefix`, in key order (kept usage batches are found this way)."""
+        ...
 
 
 class UsageStream(Protocol):

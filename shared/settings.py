@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     # Queue semantics (Azure Storage Queue + Functions host defaults)
     visibility_timeout_s: float = 60.0
     max_dequeue_count: int = 5
-    inline_payload_max_bytes: int = 48 * 1024
+    # Claim-check threshold. 47 KiB, not 48: base64 (host.json messageEncoding) turns 48 KiB into the whole
+    # 64 KiB a Storage Queue message may hold, leaving no room for the envelope around the payload.
+    inline_payload_max_bytes: int = 47 * 1024
     job_ttl_s: float = 24 * 3600
 
     # Runners
@@ -39,6 +41,12 @@ class Settings(BaseSettings):
     max_batch_size: int = 32
     max_batch_wait_ms: float = 5.0
     worker_concurrency: int = 8
+
+    # Billing. A tenant's month-to-date cost is re-read from the ledger at most every `budget_cache_s` when
+    # checking its monthly budget (so it may overshoot by what it spends in that window).
+    budget_cache_s: float = Field(default=10.0, ge=0)
+    usage_ingest_attempts: int = Field(default=3, ge=1)  # ledger tries per batch before it is kept for replay
+    usage_ingest_backoff_s: float = Field(default=0.2, ge=0)  # × the attempt number, between tries
 
     # Local host loops
     poll_interval_s: float = 0.05
@@ -59,6 +67,35 @@ class Settings(BaseSettings):
     eventhub_connection: str | None = Field(
         default=None, validation_alias=AliasChoices("EventHubConnection", "INFERQ_EVENTHUB_CONNECTION")
     )
+    # Identity-based connections (what the Bicep template sets): service URIs or an account name, and a
+    # DefaultAzureCredential with the user-assigned identity's client id.
+    storage_queue_service_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__queueServiceUri")
+    )
+    storage_blob_service_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__blobServiceUri")
+    )
+    storage_table_service_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__tableServiceUri")
+    )
+    storage_account_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__accountName")
+    )
+    storage_client_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__clientId", "AZURE_CLIENT_ID")
+    )
+    eventhub_namespace: str | None = Field(
+        default=None, validation_alias=AliasChoices("EventHubConnection__fullyQualifiedNamespace")
+    )
+    eventhub_client_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("EventHubConnection__clientId", "AZURE_CLIENT_ID")
+    )
+    eventhub_retry_total: int = Field(default=2, ge=0)  # bounded: a failed publish is kept on the job (Invariant 7)
+    eventhub_send_timeout_s: float = Field(default=10.0, gt=0)
+
+    # Model sources: `s3://` (and S3-compatible stores at this endpoint); AWS credentials as boto3 finds them
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
 
     @property
     def db_path(self) -> Path:

@@ -19,9 +19,11 @@ from shared.bootstrap import bootstrap
 from shared.config import AppConfig, load_config
 from shared.service import InferenceService
 from shared.settings import Settings
+from tests.azurite import azurite  # noqa: F401  (the session's Azurite, for the Azure adapter tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "models" / "all-MiniLM-L6-v2-int8"
+CHAT_MODEL_DIR = ROOT / "tests" / "fixtures" / "tiny-chat"
 KEYS = {"acme": "acme-key", "globex": "globex-key"}
 ADMIN_KEY = "admin-key"
 
@@ -29,9 +31,9 @@ ADMIN_KEY = "admin-key"
 def write_config(path: Path, extra: str = "") -> Path:
     """The example config's deployment with two tenants whose keys are known to the tests."""
     example = (ROOT / "config" / "inferq.toml").read_text()
-    deployments = example[example.index("[[deployments]]") :].replace(
-        'source = "models/', f'source = "{ROOT.as_posix()}/models/'
-    )
+    deployments = example[example.index("[[deployments]]") :]
+    for folder in ("models/", "tests/fixtures/"):
+        deployments = deployments.replace(f'source = "{folder}', f'source = "{ROOT.as_posix()}/{folder}')
     tenants = "".join(
         f'[[tenants]]\nname = "{name}"\nkey_sha256 = ["{hash_key(key)}"]\n\n' for name, key in KEYS.items()
     )

@@ -1,11 +1,24 @@
-"""Model sources: a deployment's files from a local folder, verified by sha256 before they are used."""
+"""Model sources: a deployment's files from a local folder, an Azure Blob URL or `s3://`, each verified by sha256.
+
+Remote files are downloaded once per version into a cache under `models_dir` (`.cache/<digest of the sha256s>/`):
+a cold worker downloads them once, a warm one finds them. A version's folder appears only whole and verified
+(written beside it, then renamed), so a wrong sha256 or a failed download leaves nothing half-written behind.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from shared.errors import ConfigError
+from shared.settings import Settings
+
+CACHE_DIR = ".cache"
 
 
 def sha256_of(path: Path) -> str:
@@ -32,3 +45,88 @@ class LocalModelSource:
 
     def fetch(self, source: str, files: dict[str, str]) -> Path:
         return verify(Path(source), files)
+
+
+class RemoteFiles(Protocol):
+    def download(self, source: str, name: str, dest: Path) -> None:
+        """Write file `name` under `source` to `dest`; ConfigError if it is not there."""
+        ...
+
+
+def source_kind(source: str) -> str:
+    if source.startswith("s3://"):
+        return "s3"
+    if source.startswith(("https://", "http://")):
+        return "blob"  # Azure Blob: <account>.blob.core.windows.net, or Azurite's path-style URL
+    return "local"
+
+
+def version_key(files: dict[str, str]) -> str:
+    """The cache folder of a set of files: their names and sha256s, not where they came from."""
+    listing = "\n".join(f"{name}\t{sha}" for name, sha in sorted(files.items()))
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()[:32]
+
+
+class ModelSources:
+    """The ModelSource every backend uses: local folders in place, remote ones through the download cache."""
+
+    def __init__(self, cache_dir: Path, remotes: dict[str, Callable[[], RemoteFiles]]) -> None:
+        self.cache_dir = cache_dir
+        self._remotes = remotes
+        self._built: dict[str, RemoteFiles] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelSources:
+        def blob() -> RemoteFiles:
+            from shared.adapters.azure.model_files import BlobModelFiles  # the SDKs load only if a model needs them
+
+            return BlobModelFiles.from_settings(settings)
+
+        def s3() -> RemoteFiles:
+            from shared.adapters.s3 import S3ModelFiles
+
+            return S3ModelFiles(settings.s3_endpoint_url, settings.s3_region)
+
+        return cls(settings.models_dir / CACHE_DIR, {"blob": blob, "s3": s3})
+
+    def fetch(self, source: str, files: dict[str, str]) -> Path:
+        kind = source_kind(source)
+        if kind == "local":
+            return verify(Path(source), files)
+        for name in files:
+            parts = PurePosixPath(name).parts
+            if not parts or name.startswith("/") or ".." in parts:
+                raise ConfigError(f"model file name {name!r} must be a relative path inside the model's folder")
+        folder = self.cache_dir / version_key(files)
+        if folder.is_dir():
+            return folder
+        remote = self._remote(kind)
+        partial = self.cache_dir / f".partial-{uuid.uuid4().hex}"
+        try:
+            for name, expected in files.items():
+                dest = partial / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                remote.download(source, name, dest)
+                actual = sha256_of(dest)
+                if actual != expected:
+                    raise ConfigError(
+                        f"model file {name} from {_redacted(source)} has sha256 {actual}, expected {expected}: "
+                        "refusing it (nothing was cached)"
+                    )
+            try:
+                os.rename(partial, folder)
+            except OSError:
+                if not folder.is_dir():  # another worker finished the same version first: use theirs
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return folder
+
+    def _remote(self, kind: str) -> RemoteFiles:
+        if kind not in self._built:
+            self._built[kind] = self._remotes[kind]()
+        return self._built[kind]
+
+
+def _redacted(source: str) -> str:
+    return source.split("?", 1)[0]  # a SAS token stays out of messages and logs

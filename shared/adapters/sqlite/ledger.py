@@ -25,7 +25,7 @@ _SCHEMA = (
     " hour TEXT NOT NULL, tokens INTEGER NOT NULL, PRIMARY KEY (tenant, hour, deployment, meter))",
 )
 _BATCH = (
-    "CREATE TEMP TABLE ledger_batch (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, deployment TEXT NOT NULL,"
+    "CREATE TEMP TABLE IF NOT EXISTS ledger_batch (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, deployment TEXT NOT NULL,"
     " meter TEXT NOT NULL, hour TEXT NOT NULL, tokens INTEGER NOT NULL, mirrored INTEGER NOT NULL,"
     " job_id TEXT NOT NULL, time TEXT NOT NULL)"
 )
@@ -57,7 +57,8 @@ class SqliteUsageLedger:
             return IngestResult(billed=0, duplicates=0)
         rows = _rows(events)
         with self.db.transaction() as conn:
-            conn.execute(_BATCH)
+            conn.execute(_BATCH)  # the connection is kept per thread, and its temp table with it
+            conn.execute("DELETE FROM temp.ledger_batch")
             conn.executemany("INSERT OR IGNORE INTO ledger_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute(_DEDUPE)
             conn.execute("INSERT INTO main.ledger_events SELECT * FROM ledger_batch")
@@ -65,7 +66,7 @@ class SqliteUsageLedger:
                 before_commit()
             conn.execute(_AGGREGATE)
             new, billed = conn.execute("SELECT COUNT(*), COALESCE(SUM(mirrored = 0), 0) FROM ledger_batch").fetchone()
-            conn.execute("DROP TABLE temp.ledger_batch")
+            conn.execute("DELETE FROM temp.ledger_batch")
         return IngestResult(billed=int(billed), duplicates=len(events) - int(new))
 
     def hourly_totals(self, tenant: str | None, start: datetime, end: datetime) -> list[UsageTotal]:
@@ -77,7 +78,7 @@ class SqliteUsageLedger:
         if tenant is not None:
             query += " AND tenant = ?"
             args.append(tenant)
-        with self.db.transaction() as conn:
+        with self.db.reading() as conn:
             rows = conn.execute(query + " ORDER BY hour, tenant, deployment, meter", args).fetchall()
         return list(_totals(rows))
 

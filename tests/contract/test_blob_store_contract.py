@@ -1,0 +1,33 @@
+"""BlobStore contract (files and Azure Blob storage)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import NotFound
+from shared.ports import BlobStore
+
+
+def test_put_get_overwrite_delete(blobs: BlobStore) -> None:
+    blobs.put("payloads/job_1.json", b'{"input": "x"}')
+    assert blobs.get("payloads/job_1.json") == b'{"input": "x"}'
+    blobs.put("payloads/job_1.json", b"second")
+    assert blobs.get("payloads/job_1.json") == b"second"
+    blobs.delete("payloads/job_1.json")
+    with pytest.raises(NotFound):
+        blobs.get("payloads/job_1.json")
+    blobs.delete("payloads/job_1.json")  # deleting what is gone is fine
+
+
+def test_large_binary_blobs_round_trip(blobs: BlobStore) -> None:
+    data = bytes(range(256)) * 8192  # 2 MiB
+    blobs.put("results/big.bin", data)
+    assert blobs.get("results/big.bin") == data
+
+
+def test_list_keys_by_prefix_in_key_order_up_to_a_limit(blobs: BlobStore) -> None:
+    for key in ("replay/usage/b.json", "replay/usage/a.json", "replay/usage/c.json", "deadletter/usage/z.json"):
+        blobs.put(key, b"{}")
+    assert blobs.list_keys("replay/usage/", 10) == ["replay/usage/a.json", "replay/usage/b.json", "replay/usage/c.json"]
+    assert blobs.list_keys("replay/usage/", 2) == ["replay/usage/a.json", "replay/usage/b.json"]
+    assert blobs.list_keys("nothing/", 10) == []

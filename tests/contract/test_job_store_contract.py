@@ -1,0 +1,90 @@
+"""JobStore contract (SQLite and Azure Table storage): create once, ETag-conditional replace, terminal states
+never overwritten, large results, and the jobs whose usage is still unpublished."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.config import Meter
+from shared.errors import ConcurrencyConflict, Conflict
+from shared.jobs import Job, JobStatus
+from shared.ports import JobStore
+from shared.schemas.usage import usage_event
+
+
+def new_job(job_id: str = "job_contract", tenant: str = "acme") -> Job:
+    return Job.new(job_id, tenant, "all-MiniLM-L6-v2", request_hash="h")
+
+
+def big_result(n_vectors: int = 40) -> dict:
+    return {"object": "list", "data": [{"index": i, "embedding": [0.123456789 + i] * 384} for i in range(n_vectors)]}
+
+
+def test_create_then_get_round_trips_and_a_second_create_conflicts(store: JobStore) -> None:
+    created = store.create(new_job())
+    assert created.etag
+    fetched = store.get("job_contract")
+    assert fetched is not None and fetched == created
+    with pytest.raises(Conflict):
+        store.create(new_job())
+    assert store.get("job_missing") is None
+
+
+def test_replace_needs_the_current_etag(store: JobStore) -> None:
+    created = store.create(new_job())
+    running = store.replace(created.to(JobStatus.RUNNING, attempts=1))
+    assert running.etag and running.etag != created.etag
+    with pytest.raises(ConcurrencyConflict):
+        store.replace(created.to(JobStatus.CANCELLED))  # stale: written against the queued version
+    fetched = store.get(created.id)
+    assert fetched is not None and (fetched.status, fetched.attempts) == (JobStatus.RUNNING, 1)
+    with pytest.raises(ConcurrencyConflict):
+        store.replace(created.model_copy(update={"etag": None}))
+
+
+def test_a_terminal_state_is_never_overwritten_by_a_racing_writer(store: JobStore) -> None:
+    running = store.replace(store.create(new_job()).to(JobStatus.RUNNING))
+    reader_a, reader_b = store.get(running.id), store.get(running.id)
+    assert reader_a is not None and reader_b is not None
+    store.replace(reader_a.to(JobStatus.SUCCEEDED, result={"ok": True}))
+    with pytest.raises(ConcurrencyConflict):
+        store.replace(reader_b.to(JobStatus.FAILED))  # lost the race: its etag is stale
+    final = store.get(running.id)
+    assert final is not None and final.status is JobStatus.SUCCEEDED and final.result == {"ok": True}
+    with pytest.raises(Conflict):
+        final.to(JobStatus.FAILED)  # and the domain refuses to leave a terminal state at all
+
+
+def test_a_large_result_round_trips_and_survives_a_later_write(store: JobStore) -> None:
+    result = big_result()  # ~300 KB: over a Table property (64 KiB), stored by reference on Azure
+    running = store.replace(store.create(new_job()).to(JobStatus.RUNNING))
+    done = store.replace(running.to(JobStatus.SUCCEEDED, result=result, usage_published=False))
+    fetched = store.get(done.id)
+    assert fetched is not None and fetched.result == result
+    published = store.replace(fetched.model_copy(update={"usage_published": True}))
+    again = store.get(done.id)
+    assert again is not None and again.result == result and again.usage_published and again.etag == published.etag
+
+
+def test_unpublished_usage_lists_only_jobs_with_usage_to_publish(store: JobStore) -> None:
+    event = usage_event(
+        job_id="job_u1", tenant="acme", endpoint="d", deployment="d", model="m", meter=Meter.INPUT_TOKENS,
+        tokens=7, time=datetime(2024, 5, 1, 10, 30, tzinfo=UTC),
+    )  # fmt: skip
+    u1 = store.replace(store.create(new_job("job_u1")).to(JobStatus.RUNNING))
+    u1 = store.replace(u1.to(JobStatus.SUCCEEDED, usage=(event,), usage_published=False))
+    store.replace(store.create(new_job("job_u2")).to(JobStatus.RUNNING))
+    (pending,) = store.unpublished_usage(10)
+    assert pending.id == "job_u1" and pending.usage == (event,) and pending.etag == u1.etag
+    store.replace(pending.model_copy(update={"usage_published": True}))
+    assert store.unpublished_usage(10) == []
+
+
+def test_ids_a_direct_producer_may_send_are_stored_faithfully(store: JobStore) -> None:
+    odd = "job/with#odd?chars\\and spaces ✓"
+    created = store.create(new_job(odd))
+    fetched = store.get(odd)
+    assert fetched is not None and fetched.id == odd and fetched.etag == created.etag
+    assert store.get("job/with#odd?chars") is None
