@@ -25,3 +25,12 @@ def bill_usage(events: list[func.EventHubEvent]) -> None:
     # The trigger checkpoints whatever happens here, so the service handles its own errors.
     outcome = get_service().ingest_usage([e.get_body() for e in events])
     log.info("usage batch: %s", outcome)
+
+
+@bp.function_name("replay_kept_usage")
+@bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False)
+def replay_kept_usage(timer: func.TimerRequest) -> None:  # noqa: ARG001 (the binding needs the argument)
+    # Batches the consumer kept while the ledger was unavailable; replaying one twice still bills it once.
+    outcome = get_service().replay_kept_usage()
+    if outcome.batches or outcome.left:
+        log.info("usage replay: %s", outcome)

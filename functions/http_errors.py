@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 STATUS: dict[type[errors.InferqError], int] = {
     errors.AuthError: 401,
+    errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.InvalidInput: 422,

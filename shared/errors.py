@@ -3,6 +3,7 @@
 InferqError
 ├── ConfigError               the config file or settings are invalid (fails at start)
 ├── AuthError                 no valid key
+├── Forbidden                 a valid key asking for what it may not see (another tenant's usage)
 ├── NotFound                  unknown model, job, or another tenant's job
 ├── Conflict                  a state that forbids the operation (cancel a running job, reused key)
 ├── InvalidInput              bad request content (loc names the parameter) — permanent
@@ -33,6 +34,10 @@ class ConfigError(InferqError):
 
 class AuthError(InferqError):
     code = "Unauthorized"
+
+
+class Forbidden(InferqError):
+    code = "Forbidden"
 
 
 class NotFound(InferqError):

@@ -8,6 +8,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.config import Meter
 
+# Far above any real request; a bigger count is a bad event (dead-lettered), not a 64-bit overflow in the ledger.
+MAX_EVENT_TOKENS = 10**12
+
 
 class UsageEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -18,10 +21,10 @@ class UsageEvent(BaseModel):
     deployment: str
     model: str
     meter: Meter
-    tokens: int = Field(ge=0)
+    tokens: int = Field(ge=0, le=MAX_EVENT_TOKENS, strict=True)  # exact: not "12", 12.0 or true
     time: AwareDatetime
     job_id: str
-    mirrored: bool = False
+    mirrored: bool = Field(default=False, strict=True)
 
     @staticmethod
     def event_id(job_id: str, meter: Meter) -> str:

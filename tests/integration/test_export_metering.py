@@ -1,0 +1,54 @@
+"""The operator's metering export CLI, run as a user would, over a SQLite ledger."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+from shared.config import Meter
+from shared.schemas.usage import usage_event
+from shared.service import InferenceService
+from shared.settings import Settings
+from tests.conftest import ROOT
+
+
+def export(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "INFERQ_CONFIG": str(settings.config), "INFERQ_DATA_DIR": str(settings.data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.export_metering", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+def test_export_writes_one_record_per_line_and_the_same_ids_again(
+    service: InferenceService, settings: Settings
+) -> None:
+    hour = datetime(2024, 3, 31, 23, tzinfo=UTC)
+    service.ledger.ingest(
+        [
+            usage_event(
+                job_id=f"job-{tenant}",
+                tenant=tenant,
+                endpoint="all-MiniLM-L6-v2",
+                deployment="all-MiniLM-L6-v2",
+                model="m",
+                meter=Meter.INPUT_TOKENS,
+                tokens=tokens,
+                time=hour,
+            )
+            for tenant, tokens in (("acme", 2500), ("globex", 40))
+        ]
+    )
+    first = export(settings, "--from", "2024-03-01", "--to", "2024-04-01")
+    assert first.returncode == 0, first.stderr
+    records = [json.loads(line) for line in first.stdout.splitlines()]
+    assert {(r["containerId"], r["meter"]["quantity"], r["requestTime"]) for r in records} == {
+        ("acme", "2.5", "2024-03-31T23:00:00Z"),
+        ("globex", "0.04", "2024-03-31T23:00:00Z"),
+    }
+    assert export(settings, "--from", "2024-03-01", "--to", "2024-04-01").stdout == first.stdout
+    only = export(settings, "--from", "2024-03-01", "--to", "2024-04-01", "--tenant", "globex")
+    assert [json.loads(line)["containerId"] for line in only.stdout.splitlines()] == ["globex"]
+
+    bad = export(settings, "--from", "someday")
+    assert bad.returncode == 2 and "'from' must be an ISO 8601" in bad.stderr

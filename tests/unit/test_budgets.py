@@ -1,0 +1,108 @@
+"""Spending limits: refused once the month's cost reaches the budget, with Retry-After to next month, read from
+a cache with bounded staleness."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.budgets import BudgetGuard
+from shared.config import Meter
+from shared.errors import QuotaExceeded, StorageUnavailable
+from shared.schemas.usage import usage_event
+from tests.unit.billing_fakes import CONFIG, FakeUsageLedger
+
+NOW = datetime(2024, 2, 29, 23, 59, 30, tzinfo=UTC)  # 30 s before March
+
+
+class Clocks:
+    def __init__(self) -> None:
+        self.now, self.mono = NOW, 1000.0
+
+
+def spend(ledger: FakeUsageLedger, tenant: str, tokens: int, when: datetime = NOW) -> None:
+    """At 0.0005 per 1K input tokens on "chat": 2,000,000 tokens cost 1.00."""
+    event = usage_event(
+        job_id=f"job-{len(ledger.ids)}",
+        tenant=tenant,
+        endpoint="chat",
+        deployment="chat",
+        model="c",
+        meter=Meter.INPUT_TOKENS,
+        tokens=tokens,
+        time=when,
+    )
+    ledger.ingest([event])
+
+
+@pytest.fixture
+def clocks() -> Clocks:
+    return Clocks()
+
+
+@pytest.fixture
+def ledger() -> FakeUsageLedger:
+    return FakeUsageLedger()
+
+
+@pytest.fixture
+def guard(ledger: FakeUsageLedger, clocks: Clocks) -> BudgetGuard:
+    return BudgetGuard(ledger, CONFIG, 10, clock=lambda: clocks.now, monotonic=lambda: clocks.mono)
+
+
+def test_a_tenant_at_its_budget_is_refused_until_next_month(guard: BudgetGuard, ledger: FakeUsageLedger) -> None:
+    spend(ledger, "acme", 1_999_999)
+    guard.check("acme")  # 0.9999995 < 1.00
+    spend(ledger, "acme", 1)
+    guard.check("acme")  # cached: at most 10 s stale
+    guard.check("globex")  # no budget, never refused
+    assert ledger.reads == 1
+
+
+def test_reaching_the_budget_refuses_with_seconds_to_next_month(
+    guard: BudgetGuard, ledger: FakeUsageLedger, clocks: Clocks
+) -> None:
+    spend(ledger, "acme", 2_000_000)  # exactly 1.00: reached
+    spend(ledger, "globex", 10**9)
+    with pytest.raises(QuotaExceeded) as caught:
+        guard.check("acme")
+    assert caught.value.code == "OutOfQuota" and caught.value.retry_after_s == 30
+    assert "monthly budget of 1 EUR" in caught.value.message
+    guard.check("globex")
+
+
+def test_the_cache_is_re_read_after_its_staleness_bound(
+    guard: BudgetGuard, ledger: FakeUsageLedger, clocks: Clocks
+) -> None:
+    guard.check("acme")
+    spend(ledger, "acme", 2_000_000)
+    clocks.mono += 9.9
+    guard.check("acme")
+    clocks.mono += 0.1
+    with pytest.raises(QuotaExceeded):
+        guard.check("acme")
+    assert ledger.reads == 2
+
+
+def test_a_new_month_starts_from_zero(guard: BudgetGuard, ledger: FakeUsageLedger, clocks: Clocks) -> None:
+    spend(ledger, "acme", 2_000_000)
+    with pytest.raises(QuotaExceeded):
+        guard.check("acme")
+    clocks.now += timedelta(seconds=30)  # March 1st, 00:00:00: the cached February figure no longer applies
+    guard.check("acme")
+    spend(ledger, "acme", 3_000_000, when=clocks.now)
+    clocks.mono += 10
+    with pytest.raises(QuotaExceeded) as caught:
+        guard.check("acme")
+    assert caught.value.retry_after_s == 31 * 24 * 3600
+
+
+def test_an_unreadable_ledger_fails_open_with_the_last_figure(
+    guard: BudgetGuard, ledger: FakeUsageLedger, clocks: Clocks
+) -> None:
+    guard.check("acme")
+    clocks.mono += 60
+    ledger.failures = [StorageUnavailable("down")]
+    guard.check("acme")  # the last figure (0) stands rather than refusing every request
+    spend(ledger, "acme", 2_000_000)
+    with pytest.raises(QuotaExceeded):
+        guard.check("acme")
