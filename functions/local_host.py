@@ -49,10 +49,12 @@ class LocalHost:
             concurrency=1,
         )
         publish = trigger("publish_pending_usage")
+        replay = trigger("replay_kept_usage")
         loops = [
             Loop("job-pump", jobs.pump_once, s.poll_interval_s, wake=wake),
             Loop("poison-pump", poisoned.pump_once, s.poll_interval_s * 10),
             Loop("usage-publisher", lambda: publish(None) or 0, s.usage_publish_interval_s),
+            Loop("usage-replay", lambda: replay(None) or 0, s.usage_publish_interval_s),
         ]
         if isinstance(service.stream, SqliteUsageLog):
             consumer = UsageConsumer(service.stream, trigger("bill_usage"))
@@ -87,7 +89,7 @@ def main() -> int:
     try:
         service, generated = build_service(settings)
         for deployment in service.config.deployments:  # load models now, not on the first request
-            service.runners.predictor(deployment)
+            service.runners.preload(deployment)
     except ConfigError as exc:
         print(f"inferq: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,58 @@
-"""Chat and text completion routes (generation issue)."""
+"""Chat and text completion routes: check at the edge, queue the job, then wait for it or relay its stream."""
 
-from fastapi import APIRouter
+import logging
 
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from functions.http_deps import Auth, DeploymentHeader, Extra, Service
+from functions.jobs_http import submit_and_respond
+from functions.sse import stream_job
+from shared.config import Deployment, RunnerKind
+from shared.errors import ConfigError
+from shared.schemas.chat import ChatCompletionsRequest, CompletionsRequest
+from shared.service import InferenceService
+from shared.tasks import chat
+from shared.tasks.chat import PromptTokens
+
+log = logging.getLogger(__name__)
 router = APIRouter()
+
+
+@router.post("/chat/completions")
+async def chat_completions(
+    body: ChatCompletionsRequest,
+    request: Request,
+    svc: Service,
+    who: Auth,
+    extra: Extra,
+    header: DeploymentHeader = None,
+) -> Response:
+    return await _complete(body, request, svc, who, extra, header)
+
+
+@router.post("/completions")
+async def completions(
+    body: CompletionsRequest, request: Request, svc: Service, who: Auth, extra: Extra, header: DeploymentHeader = None
+) -> Response:
+    return await _complete(body, request, svc, who, extra, header)
+
+
+async def _complete(
+    body: chat.Request, request: Request, svc: Service, who: Auth, extra: Extra, header: str | None
+) -> Response:
+    deployment = svc.deployment(header or body.model, RunnerKind.CHAT)
+    counter = await run_in_threadpool(_prompt_counter, svc, deployment)
+    payload = await run_in_threadpool(chat.check, body, deployment, extra, counter)
+    if body.stream:
+        return await stream_job(svc, who, deployment, payload, request, body)
+    return await submit_and_respond(svc, who, deployment, payload, request)
+
+
+def _prompt_counter(svc: InferenceService, deployment: Deployment) -> PromptTokens | None:
+    try:
+        return svc.runners.prompt_counter(deployment)
+    except ConfigError as exc:  # the worker's own count still decides
+        log.warning("no prompt token count at the edge for %s: %s", deployment.name, exc)
+        return None

@@ -1,6 +1,6 @@
 """Jobs and their states. Every accepted job reaches exactly one terminal state, never overwritten.
 
-queued ──▶ running ──▶ succeeded | failed | expired
+queued ──▶ running ──▶ succeeded | failed | expired | cancelled (a generation its client stopped)
    └──▶ cancelled | failed | expired     (running ──▶ running is a redelivery after a dead worker)
 """
 
@@ -34,7 +34,9 @@ class JobStatus(StrEnum):
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
 _ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.EXPIRED}),
-    JobStatus.RUNNING: frozenset({JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.EXPIRED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED}
+    ),
 }
 
 
@@ -94,3 +96,12 @@ class Job(BaseModel):
         if status.terminal:
             stamps["finished_at"] = now
         return self.model_copy(update={"status": status, **stamps, **changes})
+
+    def with_usage(self, usage: tuple[UsageEvent, ...]) -> Job:
+        """The usage of work done while the job was stopped (a generation cancelled mid-way): recorded on the
+        terminal job, whose state stays; only once, so the job is billed once."""
+        if not self.status.terminal:
+            raise Conflict(f"Job {self.id} is {self.status}; usage is recorded as it finishes.")
+        if self.usage:
+            raise Conflict(f"Job {self.id} already has its usage.")
+        return self.model_copy(update={"usage": usage, "usage_published": not usage, "updated_at": utcnow()})

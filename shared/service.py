@@ -12,17 +12,27 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared import billing_ingest
+from shared import billing, billing_ingest, metering, usage_report
 from shared.auth import Caller, KeyDirectory
+from shared.budgets import BudgetGuard
 from shared.config import AppConfig, Deployment, RunnerKind
-from shared.errors import ConcurrencyConflict, Conflict, InvalidInput, NotFound, PermanentJobError, TransientError
+from shared.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PermanentJobError,
+    TransientError,
+)
 from shared.jobs import Job, JobError, JobStatus, new_job_id, utcnow
 from shared.ports import BlobStore, JobQueue, JobStore, UsageLedger, UsageStream
 from shared.runners.pool import RunnerPool
 from shared.schemas.messages import JobMessage
 from shared.schemas.usage import UsageEvent, usage_event
 from shared.settings import Settings
-from shared.tasks import TaskOutput, embeddings
+from shared.streams import StreamChunk, delete_chunks, read_chunks
+from shared.tasks import TaskOutput, chat, embeddings
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,7 @@ class InferenceService:
         self.runners = runners
         self.keys = KeyDirectory(config)
         self.limits = embeddings.Limits(settings.max_inputs, settings.max_input_chars)
+        self.budgets = BudgetGuard(ledger, config, settings.budget_cache_s)
 
     # --- the HTTP side -------------------------------------------------------------------------------------
     def deployment(self, name: str | None, kind: RunnerKind | None = None) -> Deployment:
@@ -71,6 +82,7 @@ class InferenceService:
     def submit(
         self, caller: Caller, deployment: Deployment, payload: dict[str, Any], idempotency_key: str | None = None
     ) -> Submitted:
+        self.budgets.check(caller.tenant)  # every inference route submits: a tenant past its budget stops here
         request_hash = hashlib.sha256(
             json.dumps([deployment.name, payload], sort_keys=True).encode("utf-8")
         ).hexdigest()
@@ -113,9 +125,22 @@ class InferenceService:
 
     def cancel(self, caller: Caller, job_id: str) -> Job:
         job = self.get_job(caller, job_id)
-        if job.status is not JobStatus.QUEUED:
-            raise Conflict(f"Job {job_id} is {job.status}; only a queued job can be cancelled.")
+        if job.status is not JobStatus.QUEUED and not (job.status is JobStatus.RUNNING and self._stoppable(job)):
+            raise Conflict(f"Job {job_id} is {job.status}; only a queued job or a generation can be cancelled.")
         return self.store.replace(job.to(JobStatus.CANCELLED))
+
+    def read_stream(self, caller: Caller, job_id: str, start: int) -> tuple[list[StreamChunk], Job]:
+        """The job, then the stream chunks from `start` written so far: when the job is terminal, they are all."""
+        job = self.get_job(caller, job_id)
+        return read_chunks(self.blobs, job_id, start), job
+
+    def end_stream(self, caller: Caller, job_id: str, relayed: int, complete: bool) -> None:
+        """The HTTP side is done with a stream: its relayed chunks go; a stream its client left is cancelled
+        (the worker notices within a few tokens and bills what it generated)."""
+        self.get_job(caller, job_id)
+        if not complete:
+            self._finish(job_id, JobStatus.CANCELLED)
+        delete_chunks(self.blobs, job_id, 0, relayed)
 
     # --- the worker side -----------------------------------------------------------------------------------
     def process(self, body: str | bytes) -> None:
@@ -145,7 +170,7 @@ class InferenceService:
         except Exception as exc:
             self._note_attempt_error(job.id, f"{type(exc).__name__}: {exc}")
             raise
-        events = tuple(
+        events = tuple(  # a task that was stopped mid-way reports the work it did, billed all the same
             usage_event(
                 job_id=job.id,
                 tenant=job.tenant,
@@ -158,7 +183,11 @@ class InferenceService:
             )
             for meter, tokens in output.usage.items()
         )
-        done = self._finish(job.id, JobStatus.SUCCEEDED, result=output.result, usage=events, usage_published=not events)
+        done = self._finish(
+            job.id, output.status, result=output.result, error=output.error, usage=events, usage_published=not events
+        )
+        if done is None and events:
+            done = self._record_usage(job.id, events)  # cancelled while it ran: bill the work done, once
         if done is not None and done.usage:
             self._publish(done)
 
@@ -186,12 +215,53 @@ class InferenceService:
 
     # --- the billing side ----------------------------------------------------------------------------------
     def ingest_usage(self, bodies: Sequence[str | bytes]) -> billing_ingest.BatchOutcome:
-        return billing_ingest.ingest(self.ledger, self.blobs, bodies)
+        s = self.settings
+        return billing_ingest.ingest(self.ledger, self.blobs, bodies, s.usage_ingest_attempts, s.usage_ingest_backoff_s)
+
+    def replay_kept_usage(self) -> billing_ingest.ReplayOutcome:
+        """Bill the usage batches the consumer kept while the ledger was unavailable."""
+        return billing_ingest.replay(self.ledger, self.blobs)
+
+    def usage_report(
+        self, caller: Caller, start: str | None, end: str | None, granularity: str, tenant: str | None = None
+    ) -> usage_report.UsageReport:
+        period = usage_report.parse_granularity(granularity)
+        since, until = usage_report.parse_range(start, end, utcnow())
+        name = self._usage_tenant(caller, tenant, all_allowed=False)
+        assert name is not None
+        totals = self.ledger.hourly_totals(name, since, until)
+        return usage_report.build(totals, self.config, name, since, until, period)
+
+    def metering_records(
+        self, caller: Caller, start: str | None, end: str | None, tenant: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Closed hours only (up to the start of the current one): an exported hour's quantity is final but
+        for late events, which a re-export carries under the same record id."""
+        now = utcnow()
+        since, until = usage_report.parse_range(start, end, now)
+        until = min(until, billing.hour_of(now))
+        name = self._usage_tenant(caller, tenant, all_allowed=True)
+        return metering.records(self.ledger.hourly_totals(name, since, until) if since < until else [], self.config)
+
+    def _usage_tenant(self, caller: Caller, requested: str | None, all_allowed: bool) -> str | None:
+        """Whose usage the caller may read: its own; an admin key any tenant (all of them, where allowed)."""
+        if requested is None or requested == caller.tenant:
+            if caller.tenant:
+                return caller.tenant
+            if all_allowed:
+                return None
+            raise InvalidInput("An admin key must name the tenant.", loc=("query", "tenant"), input=None)
+        if not caller.is_admin:
+            raise Forbidden("Only an admin key may read another tenant's usage.")
+        return self.config.tenant(requested).name
 
     # --- internals -----------------------------------------------------------------------------------------
     def _execute(self, job: Job, deployment: Deployment, payload: dict[str, Any]) -> TaskOutput:
         if deployment.kind is RunnerKind.EMBEDDINGS:
             return embeddings.execute(job.id, payload, deployment, self.limits, self.runners.predictor(deployment))
+        if deployment.kind is RunnerKind.CHAT:
+            runner = self.runners.generator(deployment)
+            return chat.execute(job, payload, deployment, runner, self.blobs, lambda: self._stopped(job.id))
         raise PermanentJobError(f"Runner kind {deployment.kind} is not supported.")
 
     def _parse_message(self, body: str | bytes) -> JobMessage | None:
@@ -247,6 +317,29 @@ class InferenceService:
                 self.blobs.delete(done.payload_ref)
             return done
         raise ConcurrencyConflict(f"job {job_id}: too many concurrent updates")
+
+    def _record_usage(self, job_id: str, events: tuple[UsageEvent, ...]) -> Job | None:
+        """Usage on a job that reached a terminal state while its work ran; None when it has usage already."""
+        for _ in range(5):
+            job = self.store.get(job_id)
+            if job is None or job.usage or not job.status.terminal:
+                return None
+            try:
+                return self.store.replace(job.with_usage(events))
+            except ConcurrencyConflict:
+                continue
+        raise ConcurrencyConflict(f"job {job_id}: too many concurrent updates")
+
+    def _stoppable(self, job: Job) -> bool:
+        """Generation jobs check their status as they go, so a running one can be cancelled."""
+        try:
+            return self.config.deployment(job.deployment).kind is RunnerKind.CHAT
+        except NotFound:
+            return False
+
+    def _stopped(self, job_id: str) -> bool:
+        job = self.store.get(job_id)
+        return job is None or job.status.terminal
 
     def _note_attempt_error(self, job_id: str, reason: str) -> None:
         try:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.config import Deployment, RunnerKind
 from shared.errors import ConfigError
 from shared.ports import ModelSource
 from shared.runners.batching import MicroBatcher
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.runners.generation import GenerationRunner
+    from shared.runners.prompts import PromptCounter
 
 Predict = Callable[[Sequence[Any]], list[Any]]
 
@@ -20,7 +24,38 @@ class RunnerPool:
         self._settings = settings
         self._models = models
         self._loaded: dict[str, Predict] = {}
+        self._generators: dict[str, GenerationRunner] = {}
+        self._counters: dict[str, PromptCounter] = {}
         self._lock = threading.Lock()
+
+    def preload(self, deployment: Deployment) -> None:
+        """Load the deployment's model now rather than on its first job."""
+        if deployment.kind is RunnerKind.CHAT:
+            self.generator(deployment)
+        else:
+            self.predictor(deployment)
+
+    def generator(self, deployment: Deployment) -> GenerationRunner:
+        """The chat deployment's generation runner; no batching: every request gets its own generator."""
+        with self._lock:
+            if deployment.name not in self._generators:
+                from shared.runners.generation import GenerationRunner
+
+                folder = self._models.fetch(deployment.model.source, deployment.model.files)
+                runner = GenerationRunner(folder, self._settings.intra_op_threads)
+                runner.load()
+                self._generators[deployment.name] = runner
+            return self._generators[deployment.name]
+
+    def prompt_counter(self, deployment: Deployment) -> PromptCounter:
+        """Prompt token counts for the HTTP edge: fetches only the tokenizer files, never loads the model."""
+        with self._lock:
+            if deployment.name not in self._counters:
+                from shared.runners.prompts import EDGE_FILES, PromptCounter
+
+                files = {k: v for k, v in deployment.model.files.items() if k in EDGE_FILES}
+                self._counters[deployment.name] = PromptCounter(self._models.fetch(deployment.model.source, files))
+            return self._counters[deployment.name]
 
     def predictor(self, deployment: Deployment) -> Predict:
         with self._lock:

@@ -1,0 +1,70 @@
+"""A streaming client that leaves mid-stream, against the real HTTP app under uvicorn in this process (so the
+generation can be paused): the route cancels the job, the worker stops, and the tokens generated are billed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from functions import http_api
+from functions.local_host import LocalHost
+from shared.auth import Caller
+from shared.bootstrap import set_service
+from shared.config import Meter
+from shared.jobs import JobStatus
+from shared.service import InferenceService
+from tests.conftest import KEYS, free_port, wait_for
+from tests.integration.test_chat_worker import STORY, Gated
+
+
+@pytest.fixture
+def url(service: InferenceService) -> Iterator[str]:
+    set_service(service)
+    host = LocalHost.build(service)
+    host.start()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(http_api.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=30)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    host.stop()
+    set_service(None)
+
+
+@pytest.fixture
+def gated(service: InferenceService, monkeypatch: pytest.MonkeyPatch) -> Gated:
+    gate = Gated(service.runners.generator(service.deployment("tiny-random-chat")), pause_after=20)
+    monkeypatch.setattr(service.runners, "generator", lambda deployment: gate)
+    return gate
+
+
+def test_a_client_leaving_mid_stream_cancels_the_job_which_bills_the_tokens_generated(
+    url: str, service: InferenceService, gated: Gated
+) -> None:
+    body = {"model": "tiny-random-chat", "messages": STORY, "max_tokens": 200, "temperature": 0, "stream": True}
+    with (
+        httpx.Client(base_url=url, headers={"api-key": KEYS["acme"]}, timeout=30) as client,
+        client.stream("POST", "/chat/completions", json=body) as response,
+    ):
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        job_id = response.headers["x-inferq-job-id"]
+        events = response.iter_lines()
+        assert '"role":"assistant"' in next(e for e in events if e)
+        assert '"content":' in next(e for e in events if e)  # the first 16 tokens arrived
+        assert gated.paused.wait(30)
+    # The connection is closed with the generation paused at token 20.
+    wait_for(lambda: service.get_job(Caller("acme"), job_id).status is JobStatus.CANCELLED)
+    gated.gate.set()
+    wait_for(lambda: bool(service.get_job(Caller("acme"), job_id).usage))
+    (generated,) = gated.generated
+    job = service.get_job(Caller("acme"), job_id)
+    assert job.status is JobStatus.CANCELLED
+    assert {e.meter: e.tokens for e in job.usage}[Meter.OUTPUT_TOKENS] == generated < 200
+    wait_for(lambda: not service.blobs.list_keys(f"streams/{job_id}/", 10))

@@ -1,0 +1,279 @@
+"""Chat and text completions: the edge checks, the job's execution on a scripted runner (streaming, cancel,
+failure, redelivery) and the stream chunks, with no model and no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shared.config import Deployment, Meter, ModelSpec, RunnerKind
+from shared.errors import InvalidInput, NotFound
+from shared.jobs import Job, JobError, JobStatus
+from shared.runners.generation import Generation, GenerationOptions
+from shared.schemas.chat import ChatCompletionsRequest, CompletionsRequest
+from shared.streams import Cadence, StreamChunk, StreamWriter, chunk_key, read_chunks
+from shared.tasks import chat
+from tests.unit.test_generation import EOS, LIMITS, Pieces, ScriptedGenerator
+
+DEPLOYMENT = Deployment(
+    name="tiny", kind=RunnerKind.CHAT, model_name="tiny-model", model=ModelSpec(source="x", files={}), max_tokens=40
+)
+WORDS = {t: f"w{t} " for t in range(5, 16)}
+
+
+class MemoryBlobs:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.data[key] = data
+
+    def get(self, key: str) -> bytes:
+        if key not in self.data:
+            raise NotFound(key)
+        return self.data[key]
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def list_keys(self, prefix: str, limit: int) -> list[str]:
+        return sorted(k for k in self.data if k.startswith(prefix))[:limit]
+
+
+class Counter:
+    context_length = 100
+
+    def __init__(self, tokens: int | None) -> None:
+        self.tokens = tokens
+
+    def count_chat(self, messages: Sequence[dict[str, str]]) -> int | None:
+        return self.tokens
+
+    def count_text(self, text: str) -> int:
+        return self.tokens or 0
+
+
+class ScriptedRunner:
+    """A generation runner whose prompt has `prompt_tokens` tokens and whose model says `tokens`."""
+
+    def __init__(self, tokens: list[int], prompt_tokens: int = 7, context_length: int = 64, fail_at: int | None = None):
+        self.tokens, self.prompt_tokens, self.fail_at = tokens, prompt_tokens, fail_at
+        self._context_length = context_length
+        self.options: GenerationOptions | None = None
+        self.messages: Sequence[dict[str, str]] = ()
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    def encode_chat(self, messages: Sequence[dict[str, str]]) -> np.ndarray:
+        self.messages = messages
+        return np.zeros(self.prompt_tokens, dtype=np.int32)
+
+    def encode_text(self, text: str) -> np.ndarray:
+        return np.zeros(self.prompt_tokens, dtype=np.int32)
+
+    def generate(self, input_ids: np.ndarray, options: GenerationOptions) -> Generation:
+        self.options = options
+        generator = ScriptedGenerator(self.tokens, options.max_new_tokens, vocab=16, fail_at=self.fail_at)
+        return Generation(generator, Pieces(WORDS), len(input_ids), options, LIMITS)
+
+
+def chat_request(**fields: Any) -> ChatCompletionsRequest:
+    return ChatCompletionsRequest.model_validate({"messages": [{"role": "user", "content": "hi"}], **fields})
+
+
+def loc_of(call: Any) -> list[Any]:
+    with pytest.raises(InvalidInput) as caught:
+        call()
+    return list(caught.value.loc)
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc"),
+    [
+        ({"n": 2}, ["body", "n"]),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, ["body", "tools"]),
+        ({"tool_choice": "required"}, ["body", "tool_choice"]),
+        ({"response_format": {"type": "json_object"}}, ["body", "response_format"]),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, ["body", "response_format"]),
+        ({"max_tokens": 41}, ["body", "max_tokens"]),
+        ({"max_completion_tokens": 41}, ["body", "max_completion_tokens"]),
+        ({"stop": ["a", ""]}, ["body", "stop"]),
+        ({"logit_bias": {"1": 2}}, ["body", "logit_bias"]),
+    ],
+)
+def test_what_the_model_cant_honour_is_rejected_naming_the_parameter(fields: dict[str, Any], loc: list[Any]) -> None:
+    assert loc_of(lambda: chat.check(chat_request(**fields), DEPLOYMENT, "error", None)) == loc
+
+
+def test_what_it_can_honour_is_queued() -> None:
+    request = chat_request(n=1, response_format={"type": "text"}, tool_choice="none", stop="x", max_tokens=40)
+    payload = chat.check(request, DEPLOYMENT, "error", Counter(99))
+    assert payload["messages"] == [{"role": "user", "content": "hi"}] and payload["stop"] == "x"
+
+
+def test_a_prompt_that_fills_the_context_is_rejected_with_the_numbers() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        chat.check(chat_request(), DEPLOYMENT, "error", Counter(100))
+    assert caught.value.loc == ("body", "messages")
+    assert "100 tokens" in caught.value.message and "context is 100" in caught.value.message
+    text = CompletionsRequest(prompt="long")
+    assert loc_of(lambda: chat.check(text, DEPLOYMENT, "error", Counter(150))) == ["body", "prompt"]
+    chat.check(
+        chat_request(), DEPLOYMENT, "error", Counter(None)
+    )  # template not renderable at the edge: worker decides
+
+
+def test_extra_parameters_follow_the_header() -> None:
+    request = chat_request(top_k=5, mystery=1)
+    assert "mystery" not in chat.check(request, DEPLOYMENT, "drop", None)
+    assert loc_of(lambda: chat.check(request, DEPLOYMENT, "pass-through", None)) == ["body", "mystery"]
+    assert chat.check(chat_request(top_k=5), DEPLOYMENT, "pass-through", None)["top_k"] == 5
+    assert loc_of(lambda: chat.check(chat_request(top_k=0), DEPLOYMENT, "pass-through", None)) == ["body", "top_k"]
+
+
+def test_text_completion_takes_one_non_empty_prompt() -> None:
+    assert loc_of(lambda: chat.check(CompletionsRequest(prompt=["a", "b"]), DEPLOYMENT, "error", None)) == [
+        "body",
+        "prompt",
+    ]
+    assert loc_of(lambda: chat.check(CompletionsRequest(prompt=""), DEPLOYMENT, "error", None)) == ["body", "prompt"]
+
+
+def job(attempts: int = 1) -> Job:
+    return Job.new("job_1", "acme", "tiny").to(JobStatus.RUNNING, attempts=attempts)
+
+
+def execute(payload: dict[str, Any], runner: ScriptedRunner, blobs: MemoryBlobs | None = None, **kw: Any) -> Any:
+    stopped = kw.pop("stopped", lambda: False)
+    return chat.execute(kw.pop("job", job()), payload, DEPLOYMENT, runner, blobs or MemoryBlobs(), stopped)
+
+
+def test_a_chat_job_returns_a_chat_completion_and_bills_both_meters() -> None:
+    runner = ScriptedRunner([5, 6, EOS])
+    payload = {"messages": [{"role": "developer", "content": [{"type": "text", "text": "be brief"}]}]}
+    out = execute(payload, runner)
+    assert out.status is JobStatus.SUCCEEDED
+    assert runner.messages == [{"role": "system", "content": "be brief"}]
+    assert out.result["object"] == "chat.completion" and out.result["model"] == "tiny-model"
+    assert out.result["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "w5 w6 "}, "finish_reason": "stop"}
+    ]
+    assert out.result["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+    assert out.usage == {Meter.INPUT_TOKENS: 7, Meter.OUTPUT_TOKENS: 2}
+
+
+def test_a_text_job_honours_max_tokens_and_the_context() -> None:
+    out = execute({"prompt": "go", "max_tokens": 3}, ScriptedRunner([5] * 20))
+    assert out.result["object"] == "text_completion"
+    assert out.result["choices"][0] | {"text": None} == {
+        "index": 0,
+        "text": None,
+        "finish_reason": "length",
+        "logprobs": None,
+    }
+    assert out.result["usage"]["completion_tokens"] == 3
+    runner = ScriptedRunner([5] * 40, prompt_tokens=60)
+    assert execute({"prompt": "go"}, runner).usage[Meter.OUTPUT_TOKENS] == 4  # the context had room for 4
+
+
+def test_the_worker_rechecks_the_prompt_length_with_the_real_tokenizer() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        execute({"messages": [{"role": "user", "content": "hi"}]}, ScriptedRunner([5], prompt_tokens=64))
+    assert caught.value.loc == ("body", "messages")
+
+
+def test_sampling_parameters_reach_the_runner() -> None:
+    runner = ScriptedRunner([EOS])
+    payload = {"prompt": "go", "temperature": 0, "seed": 3, "stop": "x", "presence_penalty": 1, "top_k": 4}
+    execute(payload, runner)
+    assert runner.options == GenerationOptions(
+        max_new_tokens=40, temperature=0, seed=3, stop=("x",), presence_penalty=1.0, top_k=4
+    )
+
+
+def test_a_stream_writes_chunks_that_add_up_to_the_result() -> None:
+    blobs = MemoryBlobs()
+    out = execute({"prompt": "go", "stream": True, "max_tokens": 35}, ScriptedRunner([5, 6, 7] * 20), blobs)
+    chunks = read_chunks(blobs, "job_1", 0)
+    assert len(chunks) >= 2  # coalesced: at most 16 tokens a chunk
+    assert "".join(c.text for c in chunks) == out.result["choices"][0]["text"]
+    assert chunks[-1].completion_tokens == out.usage[Meter.OUTPUT_TOKENS] == 35
+
+
+def test_a_cancelled_stream_stops_bills_what_was_generated_and_drops_its_chunks() -> None:
+    blobs = MemoryBlobs()
+    checks: list[int] = []
+
+    def stopped() -> bool:
+        checks.append(1)
+        return len(checks) >= 2  # the client left after the first chunk
+
+    out = execute({"prompt": "go", "stream": True}, ScriptedRunner([5] * 40), blobs, stopped=stopped)
+    assert out.status is JobStatus.CANCELLED and out.result is None
+    assert out.usage == {Meter.INPUT_TOKENS: 7, Meter.OUTPUT_TOKENS: 32}  # two flushes of 16 tokens
+    assert blobs.data == {}
+
+
+def test_a_generation_failing_mid_way_fails_the_job_billing_the_tokens_generated() -> None:
+    out = execute({"prompt": "go"}, ScriptedRunner([5] * 10, fail_at=4))
+    assert out.status is JobStatus.FAILED and out.error is not None and out.error.code == "ModelError"
+    assert out.usage == {Meter.INPUT_TOKENS: 7, Meter.OUTPUT_TOKENS: 4}
+
+
+def test_a_redelivered_stream_that_reached_its_client_fails_billing_what_the_client_got() -> None:
+    blobs = MemoryBlobs()
+    blobs.put(chunk_key("job_1", 0), StreamChunk("w5 ", 7, 16).dumps())
+    runner = ScriptedRunner([5] * 10)
+    out = execute({"prompt": "go", "stream": True}, runner, blobs, job=job(attempts=2))
+    assert out.status is JobStatus.FAILED and out.error is not None and out.error.code == "StreamInterrupted"
+    assert out.usage == {Meter.INPUT_TOKENS: 7, Meter.OUTPUT_TOKENS: 16} and runner.options is None
+    fresh = execute({"prompt": "go", "stream": True}, ScriptedRunner([5, EOS]), MemoryBlobs(), job=job(attempts=2))
+    assert fresh.status is JobStatus.SUCCEEDED  # nothing reached a client: it simply runs
+
+
+def test_stream_chunks_open_with_the_role_and_close_with_the_reason_then_usage() -> None:
+    done = Job.new("job_1", "acme", "tiny").to(JobStatus.RUNNING)
+    result = execute({"messages": [{"role": "user", "content": "hi"}]}, ScriptedRunner([5, EOS])).result
+    done = done.to(JobStatus.SUCCEEDED, result=result)
+    renderer = chat.ChunkRenderer.of(
+        chat_request(stream=True, stream_options={"include_usage": True}), done, DEPLOYMENT
+    )
+    (opening,) = renderer.opening()
+    assert opening["object"] == "chat.completion.chunk" and opening["choices"][0]["delta"]["role"] == "assistant"
+    assert renderer.content("w5 ")["choices"][0]["delta"] == {"content": "w5 "}
+    final, usage = renderer.closing(done)
+    assert final["choices"][0]["finish_reason"] == "stop" and final["usage"] is None
+    assert usage["choices"] == [] and usage["usage"] == result["usage"]
+    text = chat.ChunkRenderer.of(CompletionsRequest(prompt="x", stream=True), done, DEPLOYMENT)
+    assert text.opening() == [] and text.content("a")["choices"][0]["text"] == "a"
+    assert len(text.closing(done)) == 1  # no usage chunk unless asked
+    failed = Job.new("j", "acme", "tiny").to(JobStatus.FAILED, error=JobError(code="ModelError", message="m"))
+    assert renderer.closing(failed) == [{"error": {"code": "ModelError", "message": "m"}}]
+
+
+def test_the_cadence_fires_every_16_tokens_or_50_ms() -> None:
+    now = [0.0]
+    cadence = Cadence(clock=lambda: now[0])
+    assert [cadence.tick() for _ in range(16)] == [False] * 15 + [True]
+    now[0] += 0.06
+    assert cadence.tick()
+
+
+def test_a_stream_writer_numbers_chunks_and_skips_empty_flushes() -> None:
+    blobs = MemoryBlobs()
+    writer = StreamWriter(blobs, "j")
+    writer.flush(1, 0)
+    writer.add("a")
+    writer.add("")
+    writer.flush(1, 2)
+    writer.add("b")
+    writer.flush(1, 3)
+    assert sorted(blobs.data) == ["streams/j/000000", "streams/j/000001"]
+    assert read_chunks(blobs, "j", 1) == [StreamChunk("b", 1, 3)]
+    writer.discard()
+    assert blobs.data == {}
