@@ -9,10 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from functions import http_errors, routes_chat, routes_usage
+from functions import http_errors, routes_chat, routes_score, routes_usage
 from functions.body_limit import BodyLimitMiddleware
 from functions.http_deps import Auth, DeploymentHeader, Extra, Service
 from functions.jobs_http import job_response, submit_and_respond
+from functions.response_headers import ResponseHeadersMiddleware, note_route
 from shared.bootstrap import get_service
 from shared.config import RunnerKind
 from shared.errors import InferqError
@@ -28,24 +29,27 @@ def health() -> dict[str, str]:
 
 
 @router.get("/info")
-def info(svc: Service, _: Auth, model: str | None = None) -> dict[str, str]:
-    d = svc.deployment(model)
+def info(svc: Service, _: Auth, model: str | None = None, header: DeploymentHeader = None) -> dict[str, str]:
+    d = svc.describe(model, header)
     return {"model_name": d.model_name, "model_type": d.kind.value, "model_provider_name": d.model_provider}
 
 
 @router.get("/models")
 def models(svc: Service, _: Auth) -> dict[str, Any]:
-    data = [
-        {
-            "id": d.name,
-            "object": "model",
-            "created": 0,
-            "owned_by": d.model_provider,
-            "model_type": d.kind.value,
-            "description": d.description,
-        }
-        for d in svc.config.deployments
-    ]
+    """The endpoints: what clients pass as `model`."""
+    data = []
+    for endpoint in svc.router.endpoints:
+        d = svc.describe(endpoint.name, None)
+        data.append(
+            {
+                "id": endpoint.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": d.model_provider,
+                "model_type": d.kind.value,
+                "description": endpoint.description or d.description,
+            }
+        )
     return {"object": "list", "data": data}
 
 
@@ -53,9 +57,10 @@ def models(svc: Service, _: Auth) -> dict[str, Any]:
 async def create_embeddings(
     body: EmbeddingsRequest, request: Request, svc: Service, who: Auth, extra: Extra, header: DeploymentHeader = None
 ) -> Response:
-    deployment = svc.deployment(header or body.model, RunnerKind.EMBEDDINGS)
-    payload = embeddings.check(body, deployment, svc.limits, extra)
-    return await submit_and_respond(svc, who, deployment, payload, request)
+    route = svc.route(body.model, header, RunnerKind.EMBEDDINGS)
+    note_route(request, route)
+    payload = embeddings.check(body, route.deployment, svc.limits, extra)
+    return await submit_and_respond(svc, who, route, payload, request)
 
 
 @router.get("/jobs/{job_id}")
@@ -70,12 +75,13 @@ async def cancel_job(job_id: str, svc: Service, who: Auth) -> Response:
 
 def create_app() -> FastAPI:
     api = FastAPI(title="inferq", summary="ONNX inference behind the Azure AI Model Inference API")
+    api.add_middleware(ResponseHeadersMiddleware)
     api.add_middleware(BodyLimitMiddleware, max_bytes=lambda: get_service().settings.max_body_bytes)
     api.add_exception_handler(InferqError, http_errors.on_domain_error)
     api.add_exception_handler(RequestValidationError, http_errors.on_validation_error)
     api.add_exception_handler(HTTPException, http_errors.on_http_error)
     api.add_exception_handler(Exception, http_errors.on_unexpected)
-    for r in (router, routes_chat.router, routes_usage.router):
+    for r in (router, routes_chat.router, routes_score.router, routes_usage.router):
         api.include_router(r)
     return api
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import Request
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from functions.response_headers import rate_headers
 from shared import errors
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,9 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(validation_body(exc.loc, exc.message, "invalid_parameter", exc.input), status)
     if isinstance(exc, errors.QuotaExceeded):
         headers["Retry-After"] = str(exc.retry_after_s)
+        if isinstance(exc, errors.RateLimited):  # what OpenAI clients read to back off
+            headers["retry-after-ms"] = str(math.ceil(exc.state.retry_after_s * 1000))
+            headers.update(rate_headers(exc.state))
     elif isinstance(exc, errors.TransientError):
         headers["Retry-After"] = "1"
     elif isinstance(exc, errors.AuthError):

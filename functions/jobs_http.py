@@ -2,27 +2,49 @@
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from functions.response_headers import DEPLOYMENT_HEADER, note, rate_headers
 from shared.auth import Caller
-from shared.config import Deployment
 from shared.jobs import Job, JobStatus
-from shared.service import InferenceService
+from shared.routing import Route
+from shared.service import InferenceService, Submitted
+
+Render = Callable[[dict[str, Any]], Any]
+
+
+async def submit(
+    svc: InferenceService, who: Caller, route: Route, payload: dict[str, Any], request: Request
+) -> Submitted:
+    """Queue the job (idempotently, with the request's key); its rate-limit headers go on the response."""
+    key = request.headers.get("idempotency-key")
+    submitted = await run_in_threadpool(svc.submit, who, route, payload, key)
+    note(request, rate_headers(submitted.rate))
+    return submitted
 
 
 async def submit_and_respond(
-    svc: InferenceService, who: Caller, deployment: Deployment, payload: dict[str, Any], request: Request
+    svc: InferenceService,
+    who: Caller,
+    route: Route,
+    payload: dict[str, Any],
+    request: Request,
+    render: Render | None = None,
 ) -> Response:
-    key = request.headers.get("idempotency-key")
-    job = (await run_in_threadpool(svc.submit, who, deployment, payload, key)).job
+    """`render` makes the response body from a succeeded job's result (the result itself by default)."""
+    submitted = await submit(svc, who, route, payload, request)
+    job = submitted.job
     if "respond-async" not in request.headers.get("prefer", "").lower():
         job = await wait_for_job(svc, who, job, svc.settings.sync_timeout_s)
+        svc.settle(who, submitted, job)
     if job.status is JobStatus.SUCCEEDED and job.result is not None:
-        return JSONResponse(job.result, 200, headers=job_headers(job))
+        body = render(job.result) if render is not None else job.result
+        return JSONResponse(body, 200, headers=job_headers(job))
     if job.status.terminal:
         return job_response(job, terminal_status(job))
     response = job_response(job, 202)
@@ -48,11 +70,13 @@ def terminal_status(job: Job) -> int:
     if job.status is JobStatus.EXPIRED:
         return 504
     code = job.error.code if job.error else ""
+    if code == "ScriptError":
+        return 400  # the scoring script refused the request (most often its input)
     return 422 if code in ("InvalidInput", "InvalidMessage") else 500
 
 
 def job_headers(job: Job) -> dict[str, str]:
-    return {"x-inferq-job-id": job.id, "azureml-model-deployment": job.deployment}
+    return {"x-inferq-job-id": job.id, DEPLOYMENT_HEADER: job.deployment}
 
 
 def job_response(job: Job, status: int) -> JSONResponse:
@@ -61,6 +85,8 @@ def job_response(job: Job, status: int) -> JSONResponse:
         "object": "job",
         "status": job.status.value,
         "model": job.deployment,
+        "endpoint": job.endpoint or job.deployment,
+        "deployment": job.deployment,
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 
 from functions.http_deps import Auth, DeploymentHeader, Extra, Service
 from functions.jobs_http import submit_and_respond
+from functions.response_headers import note_route
 from functions.sse import stream_job
 from shared.config import Deployment, RunnerKind
 from shared.errors import ConfigError
@@ -42,12 +43,13 @@ async def completions(
 async def _complete(
     body: chat.Request, request: Request, svc: Service, who: Auth, extra: Extra, header: str | None
 ) -> Response:
-    deployment = svc.deployment(header or body.model, RunnerKind.CHAT)
-    counter = await run_in_threadpool(_prompt_counter, svc, deployment)
-    payload = await run_in_threadpool(chat.check, body, deployment, extra, counter)
+    route = svc.route(body.model, header, RunnerKind.CHAT)
+    note_route(request, route)
+    counter = await run_in_threadpool(_prompt_counter, svc, route.deployment)
+    payload = await run_in_threadpool(chat.check, body, route.deployment, extra, counter)
     if body.stream:
-        return await stream_job(svc, who, deployment, payload, request, body)
-    return await submit_and_respond(svc, who, deployment, payload, request)
+        return await stream_job(svc, who, route, payload, request, body)
+    return await submit_and_respond(svc, who, route, payload, request)
 
 
 def _prompt_counter(svc: InferenceService, deployment: Deployment) -> PromptTokens | None:

@@ -1,4 +1,5 @@
-"""Usage and metering routes: the caller's own tenant (an admin key may name one), JSON or CSV."""
+"""Usage and metering routes: the caller's own tenant (an admin key may name one), JSON or CSV; and the
+per-deployment view for operators."""
 
 from typing import Annotated
 
@@ -13,6 +14,7 @@ router = APIRouter()
 
 From = Annotated[str | None, Query(alias="from", description="ISO 8601 (UTC without offset); default: month start")]
 To = Annotated[str | None, Query(description="ISO 8601, exclusive; default: now")]
+Since = Annotated[str | None, Query(alias="from", description="ISO 8601; default: 24 hours before `to`")]
 Tenant = Annotated[str | None, Query(description="admin keys only: whose usage")]
 
 
@@ -41,6 +43,12 @@ async def get_usage(
 async def get_metering(svc: Service, who: Auth, start: From = None, to: To = None, tenant: Tenant = None) -> Response:
     records = await run_in_threadpool(svc.metering_records, who, start, to, tenant or None)
     return JSONResponse({"records": records})
+
+
+@router.get("/deployments")
+async def get_deployments(svc: Service, who: Auth, start: Since = None, to: To = None) -> Response:
+    """Admin keys only: endpoints, deployments, weights, and per deployment requests, errors, latency and cost."""
+    return JSONResponse(await run_in_threadpool(svc.deployments_view, who, start, to))
 
 
 def _wants_csv(accept: str) -> bool:

@@ -13,12 +13,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from functions.jobs_http import job_headers, job_response, terminal_status, wait_for_job
+from functions.jobs_http import job_headers, job_response, submit, terminal_status, wait_for_job
 from shared.auth import Caller
-from shared.config import Deployment
 from shared.errors import TransientError
 from shared.jobs import Job, JobStatus
-from shared.service import InferenceService
+from shared.routing import Route
+from shared.service import InferenceService, Submitted
 from shared.streams import StreamChunk
 from shared.tasks import chat
 
@@ -28,13 +28,13 @@ Read = tuple[list[StreamChunk], Job]
 async def stream_job(
     svc: InferenceService,
     who: Caller,
-    deployment: Deployment,
+    route: Route,
     payload: dict[str, Any],
     request: Request,
     body: chat.Request,
 ) -> Response:
-    key = request.headers.get("idempotency-key")
-    submitted = await run_in_threadpool(svc.submit, who, deployment, payload, key)
+    deployment = route.deployment
+    submitted = await submit(svc, who, route, payload, request)
     job = submitted.job
     if not submitted.created:  # a repeat (Idempotency-Key): the first request relays; this one replays the result
         job = await wait_for_job(svc, who, job, svc.settings.sync_timeout_s)
@@ -49,9 +49,10 @@ async def stream_job(
     chunks, job = first
     if not chunks and job.status.terminal and job.status is not JobStatus.SUCCEEDED:
         await run_in_threadpool(svc.end_stream, who, job.id, 0, True)
+        svc.settle(who, submitted, job)
         return job_response(job, terminal_status(job))  # failed before the first token: a plain error status
     renderer = chat.ChunkRenderer.of(body, job, deployment)
-    return _stream(_events(svc, who, renderer, first), job)
+    return _stream(_events(svc, who, renderer, first, submitted), job)
 
 
 class _EventStream(StreamingResponse):
@@ -76,7 +77,7 @@ def _stream(events: AsyncGenerator[str, None], job: Job) -> StreamingResponse:
 
 
 async def _events(
-    svc: InferenceService, who: Caller, renderer: chat.ChunkRenderer, first: Read
+    svc: InferenceService, who: Caller, renderer: chat.ChunkRenderer, first: Read, submitted: Submitted
 ) -> AsyncGenerator[str, None]:
     chunks, job = first
     relayed, complete = 0, False
@@ -103,6 +104,7 @@ async def _events(
         # Also when the client left (the response task is cancelled): the job is cancelled, chunks deleted.
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(svc.end_stream, who, job.id, relayed, complete)
+        svc.settle(who, submitted, job)
 
 
 async def _next(svc: InferenceService, who: Caller, job_id: str, start: int, idle_s: float) -> Read | None:

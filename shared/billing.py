@@ -1,7 +1,8 @@
-"""Billing arithmetic: UTC periods (hour, day, month), 1,000-token quantities and exact Decimal costs.
+"""Billing arithmetic: UTC periods (hour, day, month), 1,000-unit quantities and exact Decimal costs.
 
-Tokens are exact integers; money is Decimal computed in a context that traps inexact results, so a cost is
-either exact or an error — never silently rounded.
+Every meter counts whole units — tokens, or requests for the `requests` meter — priced per 1,000. Counts are
+exact integers; money is Decimal computed in a context that traps inexact results, so a cost is either exact
+or an error — never silently rounded.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from enum import StrEnum
 
+from shared.config import Meter
+
 TOKENS_PER_UNIT = 1000
 UNIT = "1K tokens"
+REQUESTS_UNIT = "1K requests"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 
@@ -51,6 +55,11 @@ def month_start(moment: datetime) -> datetime:
 def next_month_start(moment: datetime) -> datetime:
     start = month_start(moment)
     return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+
+
+def unit(meter: str) -> str:
+    """What a meter's quantity counts: "1K requests" for the requests meter, "1K tokens" for the others."""
+    return REQUESTS_UNIT if meter == Meter.REQUESTS else UNIT
 
 
 def quantity(tokens: int) -> Decimal:

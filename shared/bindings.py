@@ -16,6 +16,7 @@ BILLING_CONSUMER_GROUP: Final = "billing"
 JOBS_TABLE: Final = "inferqjobs"
 LEDGER_TABLE: Final = "inferqusage"
 DEADLETTER_TABLE: Final = "inferqdeadletters"
+STATS_TABLE: Final = "inferqstats"
 
 PAYLOAD_CONTAINER: Final = "inferq-payloads"
 MODELS_CONTAINER: Final = "inferq-models"

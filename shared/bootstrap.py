@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
+from collections.abc import Callable
 from functools import cache, lru_cache
 
 from shared.adapters.model_source import ModelSources
@@ -11,11 +14,12 @@ from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.jobs import SqliteJobStore
 from shared.adapters.sqlite.ledger import SqliteUsageLedger
 from shared.adapters.sqlite.queue import SqliteJobQueue
+from shared.adapters.sqlite.stats import SqliteDeploymentStats
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
 from shared.config import AppConfig, load_config
 from shared.errors import ConfigError
-from shared.ports import BlobStore, JobQueue, JobStore, ModelSource, UsageLedger, UsageStream
+from shared.ports import BlobStore, DeploymentStats, JobQueue, JobStore, ModelSource, UsageLedger, UsageStream
 from shared.runners.pool import RunnerPool
 from shared.service import InferenceService
 from shared.settings import Settings, get_settings
@@ -32,14 +36,17 @@ def bootstrap(
     blobs: BlobStore | None = None,
     stream: UsageStream | None = None,
     ledger: UsageLedger | None = None,
+    stats: DeploymentStats | None = None,
     models: ModelSource | None = None,
+    rng: random.Random | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> InferenceService:
     if settings.backend == "azure":
         from shared.adapters.azure.factory import AzureAdapters  # the Azure SDKs load only for this backend
 
         azure = AzureAdapters.from_settings(settings)
         queue, store, blobs = queue or azure.queue, store or azure.store, blobs or azure.blobs
-        ledger, stream = ledger or azure.ledger, stream or azure.stream
+        ledger, stream, stats = ledger or azure.ledger, stream or azure.stream, stats or azure.stats
         if stream is None:
             log.warning(
                 "no Event Hubs connection (EventHubConnection): usage events go to the embedded log in %s",
@@ -56,7 +63,10 @@ def bootstrap(
         blobs=blobs or FileBlobStore(settings.data_dir / "blobs"),
         stream=stream or SqliteUsageLog(db(), settings.usage_partitions),
         ledger=ledger or SqliteUsageLedger(db()),
+        stats=stats or SqliteDeploymentStats(db()),
         runners=RunnerPool(settings, models or ModelSources.from_settings(settings)),
+        rng=rng or (random.Random(settings.routing_seed) if settings.routing_seed is not None else None),
+        monotonic=monotonic,  # the rate limiters' clock
     )
 
 

@@ -8,8 +8,10 @@ InferqError
 ├── Conflict                  a state that forbids the operation (cancel a running job, reused key)
 ├── InvalidInput              bad request content (loc names the parameter) — permanent
 ├── QuotaExceeded             a spending limit is reached (retry_after_s)
+│   └── RateLimited           a tenant's requests or tokens per minute are used up (state: the limits)
 ├── PermanentJobError         the job can't succeed: fail it, don't retry
-│   └── ModelError            the runner rejected or failed on the input
+│   ├── ModelError            the runner rejected or failed on the input
+│   └── ScriptError           a scoring script's run() raised (its message is the job's error)
 └── TransientError            may succeed later: re-raise so the queue redelivers
     ├── StorageUnavailable    a store, queue or stream did not answer
     └── ConcurrencyConflict   an optimistic write lost a race
@@ -17,7 +19,10 @@ InferqError
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.ratelimit import RateState
 
 
 class InferqError(Exception):
@@ -65,12 +70,24 @@ class QuotaExceeded(InferqError):
         self.retry_after_s = retry_after_s
 
 
+class RateLimited(QuotaExceeded):
+    code = "RateLimitExceeded"
+
+    def __init__(self, message: str, retry_after_s: int, state: RateState) -> None:
+        super().__init__(message, retry_after_s)
+        self.state = state
+
+
 class PermanentJobError(InferqError):
     code = "JobFailed"
 
 
 class ModelError(PermanentJobError):
     code = "ModelError"
+
+
+class ScriptError(PermanentJobError):
+    code = "ScriptError"
 
 
 class TransientError(InferqError):

@@ -63,6 +63,8 @@ class Job(BaseModel):
     id: str
     tenant: str
     deployment: str
+    endpoint: str = ""  # what the client named; "" on jobs from before endpoints (their deployment's name)
+    mirrored: bool = False  # a copy of a request for a mirror deployment: never shown to the client, not billed
     status: JobStatus = JobStatus.QUEUED
     created_at: AwareDatetime
     updated_at: AwareDatetime
@@ -79,10 +81,26 @@ class Job(BaseModel):
     etag: str | None = None  # set by the store; a write with a stale etag is refused
 
     @classmethod
-    def new(cls, job_id: str, tenant: str, deployment: str, request_hash: str = "") -> Job:
+    def new(
+        cls,
+        job_id: str,
+        tenant: str,
+        deployment: str,
+        request_hash: str = "",
+        *,
+        endpoint: str = "",
+        mirrored: bool = False,
+    ) -> Job:
         now = utcnow()
         return cls(
-            id=job_id, tenant=tenant, deployment=deployment, created_at=now, updated_at=now, request_hash=request_hash
+            id=job_id,
+            tenant=tenant,
+            deployment=deployment,
+            endpoint=endpoint or deployment,
+            mirrored=mirrored,
+            created_at=now,
+            updated_at=now,
+            request_hash=request_hash,
         )
 
     def to(self, status: JobStatus, **changes: Any) -> Job:

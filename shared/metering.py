@@ -5,9 +5,11 @@ Our fields → the record:
   id                uuid5 of (tenant, deployment, meter, hour): a re-export yields the same ids, so a consumer
                     that upserts by id stays correct (and picks up an hour's late events on a re-export)
   meter.name        "inferq.<deployment>.<meter>", e.g. "inferq.all-MiniLM-L6-v2.input_tokens" (one price each)
-  meter.quantity    tokens / 1000 as an exact decimal string ("1.234" is 1,234 tokens)
+  meter.quantity    tokens / 1000 as an exact decimal string ("1.234" is 1,234 tokens); requests / 1000 for the
+                    requests meter of scoring-script deployments
+  meter.unit        what the quantity counts: "1K tokens" or "1K requests"
   requestTime       the hour's start, ISO 8601 UTC ("2024-05-01T13:00:00Z")
-  apiType           the deployment's kind ("embeddings", "chat-completion"; "unknown" once it left the config)
+  apiType           the deployment's kind ("embeddings", "chat-completion", "score"; "unknown" once it left the config)
   containerType     the deployment name
   containerVersion  the inferq version
   containerId       the tenant (the billed party; one "container" per tenant)
@@ -51,6 +53,7 @@ def record(total: UsageTotal, config: AppConfig) -> dict[str, Any]:
         "meter": {
             "name": f"{METER_PREFIX}.{total.deployment}.{total.meter}",
             "quantity": billing.decimal_text(billing.quantity(total.tokens)),
+            "unit": billing.unit(total.meter),
         },
         "requestTime": hour.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "apiType": api_type,

@@ -5,8 +5,8 @@ Every adapter raises only domain errors (`shared.errors`); foreign exceptions ar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -89,6 +89,32 @@ class UsageLedger(Protocol):
         ...
 
     def hourly_totals(self, tenant: str | None, start: datetime, end: datetime) -> list[UsageTotal]: ...
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one job ended on its deployment: what the per-deployment view counts."""
+
+    job_id: str
+    tenant: str
+    endpoint: str
+    deployment: str
+    mirrored: bool
+    status: str  # the terminal status
+    error: str | None  # the error code of a job that did not succeed
+    finished_at: datetime
+    latency_ms: float  # accepted → finished
+    usage: Mapping[str, int] = field(default_factory=dict)  # meter → tokens (requests, for the requests meter)
+
+
+class DeploymentStats(Protocol):
+    def record(self, outcome: JobOutcome) -> None:
+        """Keep the outcome; recording a job again replaces its earlier outcome (a redelivery counts once)."""
+        ...
+
+    def outcomes(self, start: datetime, end: datetime) -> list[JobOutcome]:
+        """The outcomes of jobs that finished in [start, end)."""
+        ...
 
 
 class ModelSource(Protocol):

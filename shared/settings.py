@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     inline_payload_max_bytes: int = 47 * 1024
     job_ttl_s: float = 24 * 3600
 
+    # Routing: traffic splits and mirroring draw from a random generator; a seed makes them reproducible
+    routing_seed: int | None = None
+
     # Runners
     intra_op_threads: int = 1
     max_batch_size: int = 32

@@ -26,6 +26,7 @@ CSV_COLUMNS = (
     "deployment",
     "meter",
     "tokens",
+    "requests",
     "quantity",
     "unit",
     "unit_price",
@@ -39,7 +40,7 @@ class UsageLine:
     period_start: datetime
     deployment: str
     meter: str
-    tokens: int
+    tokens: int  # the meter's count: tokens, or requests for the requests meter
     quantity: Decimal
     unit_price: Decimal
     cost: Decimal
@@ -56,7 +57,12 @@ class UsageReport:
 
     @property
     def total_tokens(self) -> int:
-        return sum(line.tokens for line in self.items)
+        return sum(line.tokens for line in self.items if line.meter != Meter.REQUESTS)
+
+    @property
+    def total_requests(self) -> int:
+        """Requests billed by the request (scoring scripts); token-billed requests are not counted here."""
+        return sum(line.tokens for line in self.items if line.meter == Meter.REQUESTS)
 
     @property
     def total_cost(self) -> Decimal:
@@ -64,7 +70,8 @@ class UsageReport:
 
 
 def unit_price(config: AppConfig, deployment: str, meter: str) -> Decimal:
-    """The configured price per 1,000 tokens; a meter without a price (or a deployment since removed) is free."""
+    """The configured price per 1,000 tokens (or requests); a meter without a price, or of a deployment since
+    removed, is free."""
     try:
         return config.deployment(deployment).prices.get(Meter(meter), Decimal(0))
     except (NotFound, ValueError):
@@ -105,6 +112,7 @@ def to_json(report: UsageReport) -> dict[str, Any]:
         "granularity": report.granularity.value,
         "items": [_item(line) for line in report.items],
         "total_tokens": report.total_tokens,
+        "total_requests": report.total_requests,
         "total_cost": billing.decimal_text(report.total_cost),
     }
 
@@ -114,7 +122,8 @@ def to_csv(report: UsageReport) -> str:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for line in report.items:
-        writer.writerow({"tenant": report.tenant, **_item(line), "currency": report.currency})
+        row = {"tokens": "", "requests": "", **_item(line)}  # one of the two counts, the other left empty
+        writer.writerow({"tenant": report.tenant, **row, "currency": report.currency})
     return out.getvalue()
 
 
@@ -165,13 +174,14 @@ def _line(period: datetime, deployment: str, meter: str, tokens: int, price: Dec
 
 
 def _item(line: UsageLine) -> dict[str, Any]:
+    count = "requests" if line.meter == Meter.REQUESTS else "tokens"
     return {
         "period_start": line.period_start.isoformat(),
         "deployment": line.deployment,
         "meter": line.meter,
-        "tokens": line.tokens,
+        count: line.tokens,
         "quantity": billing.decimal_text(line.quantity),
-        "unit": billing.UNIT,
+        "unit": billing.unit(line.meter),
         "unit_price": billing.decimal_text(line.unit_price),
         "cost": billing.decimal_text(line.cost),
     }

@@ -28,17 +28,19 @@ KEYS = {"acme": "acme-key", "globex": "globex-key"}
 ADMIN_KEY = "admin-key"
 
 
-def write_config(path: Path, extra: str = "") -> Path:
-    """The example config's deployment with two tenants whose keys are known to the tests."""
+def write_config(path: Path, extra: str = "", after: str = "") -> Path:
+    """The example config's deployments with two tenants whose keys are known to the tests; `extra` goes before
+    the deployments (tenants), `after` at the end (more deployments, endpoints)."""
     example = (ROOT / "config" / "inferq.toml").read_text()
     deployments = example[example.index("[[deployments]]") :]
     for folder in ("models/", "tests/fixtures/"):
-        deployments = deployments.replace(f'source = "{folder}', f'source = "{ROOT.as_posix()}/{folder}')
+        for field in ("source", "script"):
+            deployments = deployments.replace(f'{field} = "{folder}', f'{field} = "{ROOT.as_posix()}/{folder}')
     tenants = "".join(
         f'[[tenants]]\nname = "{name}"\nkey_sha256 = ["{hash_key(key)}"]\n\n' for name, key in KEYS.items()
     )
     path.write_text(
-        f'currency = "USD"\nadmin_key_sha256 = ["{hash_key(ADMIN_KEY)}"]\n\n{tenants}{extra}\n{deployments}'
+        f'currency = "USD"\nadmin_key_sha256 = ["{hash_key(ADMIN_KEY)}"]\n\n{tenants}{extra}\n{deployments}\n{after}'
     )
     return path
 

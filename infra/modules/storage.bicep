@@ -142,7 +142,8 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Table: jobs, the usage ledger (exactly-once billing totals) and dead-lettered usage events.
+// Table: jobs, the usage ledger (exactly-once billing totals), dead-lettered usage events and job outcomes per
+// deployment (GET /deployments).
 // ---------------------------------------------------------------------------------------------------------------
 
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
@@ -165,6 +166,11 @@ resource deadLetterTable 'Microsoft.Storage/storageAccounts/tableServices/tables
   name: 'inferqdeadletters'
 }
 
+resource statsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: 'inferqstats'
+}
+
 output id string = storage.id
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
@@ -178,3 +184,4 @@ output poisonQueueName string = poisonQueue.name
 output jobsTableName string = jobsTable.name
 output ledgerTableName string = ledgerTable.name
 output deadLetterTableName string = deadLetterTable.name
+output statsTableName string = statsTable.name

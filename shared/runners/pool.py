@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.config import Deployment, RunnerKind
@@ -15,6 +16,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from shared.runners.generation import GenerationRunner
     from shared.runners.prompts import PromptCounter
+    from shared.runners.scoring import ScoringScript
 
 Predict = Callable[[Sequence[Any]], list[Any]]
 
@@ -26,12 +28,15 @@ class RunnerPool:
         self._loaded: dict[str, Predict] = {}
         self._generators: dict[str, GenerationRunner] = {}
         self._counters: dict[str, PromptCounter] = {}
+        self._scripts: dict[str, ScoringScript] = {}
         self._lock = threading.Lock()
 
     def preload(self, deployment: Deployment) -> None:
         """Load the deployment's model now rather than on its first job."""
         if deployment.kind is RunnerKind.CHAT:
             self.generator(deployment)
+        elif deployment.kind is RunnerKind.SCORE:
+            self.scorer(deployment)
         else:
             self.predictor(deployment)
 
@@ -46,6 +51,19 @@ class RunnerPool:
                 runner.load()
                 self._generators[deployment.name] = runner
             return self._generators[deployment.name]
+
+    def scorer(self, deployment: Deployment) -> ScoringScript:
+        """The deployment's scoring script, imported and initialised once per process."""
+        with self._lock:
+            if deployment.name not in self._scripts:
+                from shared.runners.scoring import ScoringScript
+
+                assert deployment.script is not None  # the config requires it for this kind
+                folder = self._models.fetch(deployment.model.source, deployment.model.files)
+                script = ScoringScript(deployment.name, Path(deployment.script), folder)
+                script.load()
+                self._scripts[deployment.name] = script
+            return self._scripts[deployment.name]
 
     def prompt_counter(self, deployment: Deployment) -> PromptCounter:
         """Prompt token counts for the HTTP edge: fetches only the tokenizer files, never loads the model."""

@@ -21,7 +21,8 @@ class UsageEvent(BaseModel):
     deployment: str
     model: str
     meter: Meter
-    tokens: int = Field(ge=0, le=MAX_EVENT_TOKENS, strict=True)  # exact: not "12", 12.0 or true
+    # exact: not "12", 12.0 or true. The meter's count: tokens, or requests (1) for the `requests` meter.
+    tokens: int = Field(ge=0, le=MAX_EVENT_TOKENS, strict=True)
     time: AwareDatetime
     job_id: str
     mirrored: bool = Field(default=False, strict=True)

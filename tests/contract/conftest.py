@@ -14,12 +14,14 @@ from shared.adapters.azure.connection import AzureStorage, StorageConnection
 from shared.adapters.azure.jobs import AzureJobStore
 from shared.adapters.azure.ledger import AzureUsageLedger
 from shared.adapters.azure.queue import AzureJobQueue
+from shared.adapters.azure.stats import AzureDeploymentStats
 from shared.adapters.sqlite.blobs import FileBlobStore
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.jobs import SqliteJobStore
 from shared.adapters.sqlite.ledger import SqliteUsageLedger
 from shared.adapters.sqlite.queue import SqliteJobQueue
-from shared.ports import BlobStore, JobQueue, JobStore, UsageLedger
+from shared.adapters.sqlite.stats import SqliteDeploymentStats
+from shared.ports import BlobStore, DeploymentStats, JobQueue, JobStore, UsageLedger
 from tests.azurite import Azurite, unique
 
 
@@ -81,3 +83,10 @@ def ledger(storage: AzureStorage | None, db: SqliteDatabase) -> UsageLedger:
     if storage is None:
         return SqliteUsageLedger(db)
     return AzureUsageLedger(storage.table(unique("usage")))
+
+
+@pytest.fixture
+def stats(storage: AzureStorage | None, db: SqliteDatabase) -> DeploymentStats:
+    if storage is None:
+        return SqliteDeploymentStats(db)
+    return AzureDeploymentStats(storage.table(unique("stats")))

@@ -107,6 +107,7 @@ def test_the_stream_ends_with_done(host: RunningHost) -> None:
     body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 20, "stream": True}
     with host.client() as c, c.stream("POST", "/completions", json=body) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["azureml-model-deployment"] == MODEL
         events = [line.removeprefix("data: ") for line in r.iter_lines() if line]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]

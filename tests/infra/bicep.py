@@ -249,7 +249,11 @@ def consistency_problems(infra: InfraNames, names: ModuleType, bindings: list[di
     expect("queues in infra/", infra.queues, {names.JOB_QUEUE, names.POISON_QUEUE})
     if names.POISON_QUEUE != f"{names.JOB_QUEUE}-poison":
         problems.append(f"POISON_QUEUE must be JOB_QUEUE + '-poison' (the host's name): {names.POISON_QUEUE!r}")
-    expect("tables in infra/", infra.tables, {names.JOBS_TABLE, names.LEDGER_TABLE, names.DEADLETTER_TABLE})
+    expect(
+        "tables in infra/",
+        infra.tables,
+        {names.JOBS_TABLE, names.LEDGER_TABLE, names.DEADLETTER_TABLE, names.STATS_TABLE},
+    )
     expect(
         "blob containers in infra/",
         infra.containers,

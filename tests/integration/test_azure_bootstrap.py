@@ -16,6 +16,7 @@ from shared.adapters.azure.connection import AzureStorage, StorageConnection
 from shared.adapters.azure.jobs import AzureJobStore
 from shared.adapters.azure.ledger import AzureUsageLedger
 from shared.adapters.azure.queue import AzureJobQueue
+from shared.adapters.azure.stats import AzureDeploymentStats
 from shared.adapters.azure.usage_stream import AzureUsageStream
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
@@ -38,7 +39,7 @@ def test_the_azure_backend_builds_every_azure_adapter_and_keeps_usage_embedded_w
         service = bootstrap(settings)
     assert isinstance(service.queue, AzureJobQueue) and service.queue.name == JOB_QUEUE
     assert isinstance(service.store, AzureJobStore) and isinstance(service.blobs, AzureBlobStore)
-    assert isinstance(service.ledger, AzureUsageLedger)
+    assert isinstance(service.ledger, AzureUsageLedger) and isinstance(service.stats, AzureDeploymentStats)
     assert isinstance(service.stream, SqliteUsageLog)
     assert "no Event Hubs connection" in caplog.text
     poison = poison_queue(service)

@@ -9,6 +9,7 @@ import json
 import random
 import string
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,15 @@ def test_a_100kb_request_goes_by_claim_check_and_returns_the_right_result(
     assert done.result["usage"]["prompt_tokens"] == sum(e.tokens for e in expected)
     with pytest.raises(NotFound):
         service.blobs.get(job.payload_ref)  # the claim-checked payload goes once the job is terminal
+    # Its outcome is in the per-deployment figures on Table storage.
+    assert done.finished_at is not None
+    outcomes = service.stats.outcomes(done.created_at, done.finished_at + timedelta(seconds=1))
+    (outcome,) = [o for o in outcomes if o.job_id == job.id]
+    assert (outcome.endpoint, outcome.status, outcome.usage) == (
+        "all-MiniLM-L6-v2",
+        "succeeded",
+        {"input_tokens": done.result["usage"]["prompt_tokens"]},
+    )
 
 
 def test_the_largest_inline_payload_still_fits_one_queue_message(service: InferenceService, connection: str) -> None:

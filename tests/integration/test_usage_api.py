@@ -146,8 +146,11 @@ def test_an_admin_key_names_the_tenant(client: TestClient) -> None:
 def test_metering_exports_closed_hours_with_ids_stable_across_exports(client: TestClient) -> None:
     records = get(client, "/usage/metering", **RANGE)["body"]["records"]
     assert [(r["requestTime"], r["meter"]) for r in records] == [
-        ("2024-01-31T23:00:00Z", {"name": f"inferq.{DEPLOYMENT}.input_tokens", "quantity": "2"}),
-        ("2024-02-01T00:00:00Z", {"name": f"inferq.{DEPLOYMENT}.input_tokens", "quantity": "0.001"}),
+        ("2024-01-31T23:00:00Z", {"name": f"inferq.{DEPLOYMENT}.input_tokens", "quantity": "2", "unit": "1K tokens"}),
+        (
+            "2024-02-01T00:00:00Z",
+            {"name": f"inferq.{DEPLOYMENT}.input_tokens", "quantity": "0.001", "unit": "1K tokens"},
+        ),
     ]
     assert {(r["containerId"], r["containerType"], r["apiType"]) for r in records} == {
         ("acme", DEPLOYMENT, "embeddings")

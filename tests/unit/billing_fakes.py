@@ -31,6 +31,14 @@ CONFIG = AppConfig.model_validate(
                 "model": {"source": "models/y", "files": {}},
                 "prices": {"input_tokens": "0.0005", "output_tokens": "0.0015"},
             },
+            {
+                "name": "scorer",
+                "kind": "score",
+                "model_name": "s",
+                "model": {"source": "models/z", "files": {}},
+                "script": "score.py",
+                "prices": {"requests": "0.02"},
+            },
         ],
     }
 )

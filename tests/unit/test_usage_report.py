@@ -76,13 +76,40 @@ def test_a_report_holds_only_its_tenant() -> None:
     assert built.total_tokens == sum(t.tokens for t in TOTALS)
 
 
+def test_the_requests_meter_is_counted_priced_and_labelled_per_1000_requests() -> None:
+    totals = [*TOTALS, UsageTotal(H, "acme", "scorer", "requests", 250)]
+    built = usage_report.build(totals, CONFIG, "acme", START, END, Granularity.HOUR)
+    body = usage_report.to_json(built)
+    (item,) = (i for i in body["items"] if i["meter"] == "requests")
+    assert item == {
+        "period_start": "2024-01-31T23:00:00+00:00",
+        "deployment": "scorer",
+        "meter": "requests",
+        "requests": 250,
+        "quantity": "0.25",
+        "unit": "1K requests",
+        "unit_price": "0.02",
+        "cost": "0.005",
+    }
+    assert body["total_requests"] == 250 and body["total_tokens"] == sum(t.tokens for t in TOTALS)  # not mixed
+    assert body["total_cost"] == "0.00825"  # 0.00325 for the tokens + 0.005 for the requests
+    rows = list(csv.DictReader(io.StringIO(usage_report.to_csv(built))))
+    assert [(r["meter"], r["tokens"], r["requests"], r["unit"]) for r in rows if r["deployment"] == "scorer"] == [
+        ("requests", "", "250", "1K requests")
+    ]
+    (record,) = (r for r in metering.records(totals, CONFIG) if r["containerType"] == "scorer")
+    assert record["meter"] == {"name": "inferq.scorer.requests", "quantity": "0.25", "unit": "1K requests"}
+    assert record["apiType"] == "score"
+
+
 def test_csv_has_the_same_rows() -> None:
     built = usage_report.build(TOTALS, CONFIG, "acme", START, END, Granularity.DAY)
     rows = list(csv.DictReader(io.StringIO(usage_report.to_csv(built))))
     items = usage_report.to_json(built)["items"]
     assert len(rows) == len(items)
     for row, item in zip(rows, items, strict=True):
-        assert row == {**{k: str(v) for k, v in item.items()}, "tenant": "acme", "currency": "EUR"}
+        expected = {"tokens": "", "requests": "", **{k: str(v) for k, v in item.items()}}
+        assert row == {**expected, "tenant": "acme", "currency": "EUR"}
 
 
 NOW = datetime(2024, 5, 17, 10, 42, tzinfo=UTC)
@@ -134,7 +161,7 @@ def test_metering_records_have_the_containers_shape_and_stable_ids() -> None:
     records = metering.records(TOTALS, CONFIG)
     assert records[0] == {
         "id": records[0]["id"],
-        "meter": {"name": "inferq.embed.input_tokens", "quantity": "1.5"},
+        "meter": {"name": "inferq.embed.input_tokens", "quantity": "1.5", "unit": "1K tokens"},
         "requestTime": "2024-01-31T23:00:00Z",
         "apiType": "embeddings",
         "containerType": "embed",

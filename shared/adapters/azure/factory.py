@@ -10,8 +10,9 @@ from shared.adapters.azure.connection import AzureStorage, StorageConnection
 from shared.adapters.azure.jobs import AzureJobStore
 from shared.adapters.azure.ledger import AzureUsageLedger
 from shared.adapters.azure.queue import MAX_INLINE_PAYLOAD_BYTES, AzureJobQueue
+from shared.adapters.azure.stats import AzureDeploymentStats
 from shared.adapters.azure.usage_stream import AzureUsageStream
-from shared.bindings import JOB_QUEUE, JOBS_TABLE, LEDGER_TABLE, PAYLOAD_CONTAINER, POISON_QUEUE
+from shared.bindings import JOB_QUEUE, JOBS_TABLE, LEDGER_TABLE, PAYLOAD_CONTAINER, POISON_QUEUE, STATS_TABLE
 from shared.errors import ConfigError
 from shared.settings import Settings
 
@@ -23,6 +24,7 @@ class AzureAdapters:
     store: AzureJobStore
     blobs: AzureBlobStore
     ledger: AzureUsageLedger
+    stats: AzureDeploymentStats
     stream: AzureUsageStream | None  # None without an Event Hubs connection
 
     @classmethod
@@ -40,5 +42,6 @@ class AzureAdapters:
             store=AzureJobStore(storage.table(JOBS_TABLE), blobs),
             blobs=blobs,
             ledger=AzureUsageLedger(storage.table(LEDGER_TABLE)),
+            stats=AzureDeploymentStats(storage.table(STATS_TABLE)),
             stream=AzureUsageStream.from_settings(settings),
         )
