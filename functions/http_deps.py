@@ -1,6 +1,6 @@
 """Request dependencies shared by the HTTP routers: the service, the caller, the extra-parameters mode."""
 
-from typing import Annotated, Literal, cast
+from typing import Annotated, cast
 
 from fastapi import Depends, Header
 
@@ -8,8 +8,7 @@ from shared.auth import Caller
 from shared.bootstrap import get_service
 from shared.errors import InvalidInput
 from shared.service import InferenceService
-
-ExtraMode = Literal["error", "drop", "pass-through"]
+from shared.tasks import ExtraMode
 
 
 def service() -> InferenceService:

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from shared.config import Meter
+from shared.errors import InvalidInput
 from shared.jobs import JobError, JobStatus
+
+# The `extra-parameters` header: unknown body parameters are an error, dropped, or passed to the runner.
+ExtraMode = Literal["error", "drop", "pass-through"]
+
+
+def extras_allowed(request: BaseModel, extra: ExtraMode) -> dict[str, Any]:
+    """The request's unknown parameters, or InvalidInput naming the first when the header says `error`."""
+    extras = dict(request.model_extra or {})
+    if extras and extra == "error":
+        name = next(iter(extras))
+        raise InvalidInput(
+            f"Extra parameter '{name}' is not allowed (send 'extra-parameters: drop' to ignore it).",
+            loc=("body", name),
+            input=extras[name],
+        )
+    return extras
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
@@ -26,9 +26,8 @@ from shared.schemas.chat import (
     Usage,
 )
 from shared.streams import Cadence, StreamWriter, read_chunks
-from shared.tasks import TaskOutput
+from shared.tasks import ExtraMode, TaskOutput, extras_allowed
 
-ExtraMode = Literal["error", "drop", "pass-through"]
 Request = ChatCompletionsRequest | CompletionsRequest
 MAX_STOPS = 16
 
@@ -65,14 +64,7 @@ class Runner(Protocol):
 
 def check(request: Request, deployment: Deployment, extra: ExtraMode, counter: PromptTokens | None) -> dict[str, Any]:
     """The payload to queue, or InvalidInput naming the parameter the model can't honour."""
-    extras = dict(request.model_extra or {})
-    if extras and extra == "error":
-        name = next(iter(extras))
-        raise InvalidInput(
-            f"Extra parameter '{name}' is not allowed (send 'extra-parameters: drop' to ignore it).",
-            loc=("body", name),
-            input=extras[name],
-        )
+    extras = extras_allowed(request, extra)
     if extra == "pass-through":
         _pass_through_options(extras, deployment)
     if request.n not in (None, 1):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -13,9 +13,8 @@ from shared.config import Deployment, Meter
 from shared.errors import InvalidInput
 from shared.runners.embeddings import Embedding
 from shared.schemas.embeddings import EmbeddingItem, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
-from shared.tasks import TaskOutput
+from shared.tasks import ExtraMode, TaskOutput, extras_allowed
 
-ExtraMode = Literal["error", "drop", "pass-through"]
 Predict = Callable[[Sequence[str]], list[Embedding]]
 
 
@@ -27,14 +26,7 @@ class Limits:
 
 def check(request: EmbeddingsRequest, deployment: Deployment, limits: Limits, extra: ExtraMode) -> dict[str, Any]:
     """The payload to queue, or InvalidInput naming the parameter."""
-    extras = dict(request.model_extra or {})
-    if extras and extra == "error":
-        name = next(iter(extras))
-        raise InvalidInput(
-            f"Extra parameter '{name}' is not allowed (send 'extra-parameters: drop' to ignore it).",
-            loc=("body", name),
-            input=extras[name],
-        )
+    extras = extras_allowed(request, extra)
     if extras and extra == "pass-through":
         # The embeddings runner takes no extra parameters: it rejects what is passed through.
         name = next(iter(extras))
