@@ -54,6 +54,7 @@ test: install model node lint typecheck
 bench: install model
 	$(BIN)/python scripts/bench_embeddings.py
 	$(BIN)/python scripts/bench_ledger.py
+	$(BIN)/python scripts/bench_generation.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
