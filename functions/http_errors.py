@@ -47,7 +47,8 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
     status = status_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, errors.InvalidInput):
-        return JSONResponse(validation_body(exc.loc, exc.message, "invalid_parameter", exc.input), status)
+        body = validation_body(exc.loc, exc.message, "invalid_parameter", exc.input)
+        return JSONResponse(_jsonable(body), status)
     if isinstance(exc, errors.QuotaExceeded):
         headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, errors.RateLimited):  # what OpenAI clients read to back off
@@ -57,7 +58,7 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = "1"
     elif isinstance(exc, errors.AuthError):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(error_body(exc.code, exc.message), status, headers=headers)
+    return JSONResponse(_jsonable(error_body(exc.code, exc.message)), status, headers=headers)
 
 
 async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -85,6 +86,11 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # Python's json reads NaN and Infinity, but JSON can't carry them back: echoed as text
+    if isinstance(value, str) and not value.isascii():
+        # JSON escapes can spell lone surrogates ("\\ud800"), which UTF-8 can't carry back: echoed escaped.
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     if isinstance(value, bytes):

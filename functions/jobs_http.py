@@ -9,9 +9,10 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from functions.http_errors import validation_body
 from functions.response_headers import DEPLOYMENT_HEADER, note, rate_headers
 from shared.auth import Caller
-from shared.jobs import Job, JobStatus
+from shared.jobs import Job, JobError, JobStatus
 from shared.routing import Route
 from shared.service import InferenceService, Submitted
 
@@ -93,6 +94,10 @@ def job_response(job: Job, status: int) -> JSONResponse:
         "error": job.error.model_dump() if job.error else None,
         "result": job.result if job.status is JobStatus.SUCCEEDED else None,
     }
-    if status >= 400 and job.error:
-        body = {"error": job.error.model_dump(), "job": body}
+    if status >= 400:  # the documented error shape, which the SDKs read, also for a job that has no error
+        error = job.error or JobError(code="Conflict", message=f"Job {job.id} is {job.status}.")
+        if status == 422:  # the worker refused the input: the 422 shape the clients parse, as at the edge
+            body = {**validation_body(("body",), error.message, "invalid_parameter", None), "job": body}
+        else:
+            body = {"error": error.model_dump(), "job": body}
     return JSONResponse(body, status, headers=job_headers(job))

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import billing, billing_ingest, deployment_stats, metering, usage_report
@@ -34,6 +34,7 @@ from shared.tasks import embeddings
 log = logging.getLogger(__name__)
 
 STATS_DEFAULT_RANGE = timedelta(hours=24)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,11 @@ class InferenceService(JobExecution):
         """The HTTP side is done with a stream: its relayed chunks go; a stream its client left is cancelled
         (the worker notices within a few tokens and bills what it generated)."""
         self.get_job(caller, job_id)
-        if not complete:
-            self._finish(job_id, JobStatus.CANCELLED)
-        delete_chunks(self.blobs, job_id, 0, relayed)
+        written = relayed
+        if not complete and self._finish(job_id, JobStatus.CANCELLED) is None:
+            # It had ended: its worker wrote every chunk and discards none, so the ones not relayed go too.
+            written += len(read_chunks(self.blobs, job_id, relayed))
+        delete_chunks(self.blobs, job_id, 0, written)
 
     def deployments_view(self, caller: Caller, start: str | None, end: str | None) -> dict[str, Any]:
         """Endpoints, deployments, weights and per-deployment figures (admin keys only)."""
@@ -167,7 +170,9 @@ class InferenceService(JobExecution):
             raise Forbidden("Only an admin key may read the deployments view.")
         now = utcnow()
         until = usage_report.parse_moment(end, "to") if end else now
-        since = usage_report.parse_moment(start, "from") if start else until - STATS_DEFAULT_RANGE
+        # The default range stops at the first representable moment rather than overflowing before it.
+        default_since = until - min(STATS_DEFAULT_RANGE, until - EARLIEST)
+        since = usage_report.parse_moment(start, "from") if start else default_since
         if since > until:
             raise InvalidInput("'from' must not be after 'to'.", loc=("query", "from"), input=start)
         outcomes = self.stats.outcomes(since, until)
@@ -223,18 +228,18 @@ class InferenceService(JobExecution):
         if len(body.encode("utf-8")) > self.settings.inline_payload_max_bytes:
             payload_ref = f"payloads/{job.id}.json"  # claim-check: the message carries only the reference
             job = job.model_copy(update={"payload_ref": payload_ref})
-        job = self.store.create(job)
-        if payload_ref:
-            self.blobs.put(payload_ref, body.encode("utf-8"))
-        message = JobMessage(
+        message = JobMessage(  # serialised before the job is recorded: a job is never left without its message
             job_id=job.id,
             tenant=job.tenant,
             deployment=job.deployment,
             payload=None if payload_ref else payload,
             payload_ref=payload_ref,
-        )
+        ).model_dump_json(exclude_none=True)
+        job = self.store.create(job)
         try:
-            self.queue.send(message.model_dump_json(exclude_none=True))
+            if payload_ref:
+                self.blobs.put(payload_ref, body.encode("utf-8"))
+            self.queue.send(message)
         except TransientError as exc:
             error = JobError(code="EnqueueFailed", message=str(exc))
             self._finish(job.id, JobStatus.FAILED, error=error)

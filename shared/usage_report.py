@@ -132,13 +132,10 @@ def parse_range(start_text: str | None, end_text: str | None, now: datetime) -> 
     `to=2024-03-01` means February); `from` is taken from the start of its hour (the ledger's resolution).
     Dates without a zone are UTC."""
     end = parse_moment(end_text, "to") if end_text else now
-    if start_text:
-        start = billing.hour_of(parse_moment(start_text, "from"))
-    else:
-        start = billing.month_start(end - timedelta(microseconds=1))
-    if start > end:
+    start = parse_moment(start_text, "from") if start_text else billing.month_start(end - timedelta(microseconds=1))
+    if start > end:  # as given, before it is taken to its hour (10:50 is after 10:42, though 10:00 is not)
         raise InvalidInput("'from' must not be after 'to'.", loc=("query", "from"), input=start_text)
-    return start, end
+    return billing.hour_of(start), end
 
 
 def parse_moment(text: str, name: str) -> datetime:

@@ -72,6 +72,9 @@ param alwaysReady array = []
 @description('Path, inside the app package, of the deployments/tenants/prices config file.')
 param configPath string = 'config/inferq.toml'
 
+@description('Writable folder where model files from remote sources (Blob URL, s3://) are cached; the app package is read-only.')
+param modelsDir string = '/tmp/inferq-models'
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225:On Flex Consumption a zone-redundant plan keeps at least two always-ready instances per function group, billed around the clock; this template's default is pay-per-execution with nothing running at idle.
   name: planName
@@ -167,6 +170,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'INFERQ_CONFIG'
           value: configPath
+        }
+        // The package is mounted read-only: model files from a Blob URL or s3:// are cached on the instance's disk.
+        {
+          name: 'INFERQ_MODELS_DIR'
+          value: modelsDir
         }
       ]
     }

@@ -122,6 +122,44 @@ resource modelsContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
   }
 }
 
+// Stream chunks (`streams/<job>/<n>`) and claim-check payloads (`payloads/<job>.json`) are deleted by the app once
+// used; what a crashed relay or worker left behind is swept after a day (a job still queued after a day has
+// expired: INFERQ_JOB_TTL_S). Only those two prefixes: kept usage batches (`replay/usage/`), dead-lettered usage
+// events (`deadletter/usage/`) and large job results (`results/`) share the container and must stay.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'sweep-streams-and-payloads'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                'inferq-payloads/streams/'
+                'inferq-payloads/payloads/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: 1
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Queue: the job queue and the poison queue the Functions host moves a message to after maxDequeueCount.
 // ---------------------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Remote files are downloaded once per version into a cache under `models_dir` (`.cache/<digest of the sha256s>/`):
 a cold worker downloads them once, a warm one finds them. A version's folder appears only whole and verified
-(written beside it, then renamed), so a wrong sha256 or a failed download leaves nothing half-written behind.
+(written beside it, then renamed), so a wrong sha256 or a failed download leaves nothing half-written behind;
+a cached version is verified again before it is served, and fetched anew if it was damaged since.
 """
 
 from __future__ import annotations
@@ -99,13 +100,21 @@ class ModelSources:
                 raise ConfigError(f"model file name {name!r} must be a relative path inside the model's folder")
         folder = self.cache_dir / version_key(files)
         if folder.is_dir():
-            return folder
+            if _intact(folder, files):
+                return folder
+            _discard(folder)  # damaged since it was cached (a tmp cleaner, a bad disk): never serve it, fetch again
         remote = self._remote(kind)
         partial = self.cache_dir / f".partial-{uuid.uuid4().hex}"
         try:
             for name, expected in files.items():
                 dest = partial / name
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot cache model files under {self.cache_dir} ({exc.strerror or exc}): set "
+                        "INFERQ_MODELS_DIR to a writable folder (on Azure the app package is read-only)"
+                    ) from exc
                 remote.download(source, name, dest)
                 actual = sha256_of(dest)
                 if actual != expected:
@@ -126,6 +135,24 @@ class ModelSources:
         if kind not in self._built:
             self._built[kind] = self._remotes[kind]()
         return self._built[kind]
+
+
+def _intact(folder: Path, files: dict[str, str]) -> bool:
+    try:
+        verify(folder, files)
+    except ConfigError:
+        return False
+    return True
+
+
+def _discard(folder: Path) -> None:
+    """Move a damaged version aside (atomic: no worker sees it half-deleted), then delete it."""
+    stale = folder.with_name(f".stale-{uuid.uuid4().hex}")
+    try:
+        os.rename(folder, stale)
+    except OSError:
+        return  # another worker moved it first
+    shutil.rmtree(stale, ignore_errors=True)
 
 
 def _redacted(source: str) -> str:

@@ -35,13 +35,16 @@ class GenerationOptions:
 class ModelLimits:
     context_length: int
     eos_token_ids: tuple[int, ...]
+    vocab_size: int | None = None
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelLimits:
         try:
             model = json.loads((model_dir / "genai_config.json").read_text(encoding="utf-8"))["model"]
             eos = model["eos_token_id"]
-            return cls(int(model["context_length"]), tuple(int(t) for t in (eos if isinstance(eos, list) else [eos])))
+            vocab = int(model["vocab_size"]) if "vocab_size" in model else None
+            eos_ids = tuple(int(t) for t in (eos if isinstance(eos, list) else [eos]))
+            return cls(int(model["context_length"]), eos_ids, vocab)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{model_dir}: not an onnxruntime-genai model folder ({exc})") from exc
 
@@ -108,6 +111,8 @@ class GenerationRunner:
             value = getattr(options, name)
             if value is not None and not (name == "temperature" and value == 0):
                 search[name] = value
+        if options.top_k is not None and self.limits.vocab_size:  # genai refuses more; it means "all" anyway
+            search["top_k"] = min(options.top_k, self.limits.vocab_size)
         if options.seed is not None:
             search["random_seed"] = options.seed % 2**31  # genai takes a non-negative int; -1 means "random"
         try:

@@ -15,16 +15,18 @@ MAX_EVENT_TOKENS = 10**12
 class UsageEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Bounded: an event any ledger can store (a Table property holds 64 KiB, a transaction 4 MiB); a longer field
+    # is a bad event, dead-lettered with its reason, not a batch the ledger refuses whole.
     id: str = Field(min_length=1, max_length=256)
-    tenant: str = Field(min_length=1)
-    endpoint: str
-    deployment: str
-    model: str
+    tenant: str = Field(min_length=1, max_length=256)
+    endpoint: str = Field(max_length=256)
+    deployment: str = Field(max_length=256)
+    model: str = Field(max_length=1024)
     meter: Meter
     # exact: not "12", 12.0 or true. The meter's count: tokens, or requests (1) for the `requests` meter.
     tokens: int = Field(ge=0, le=MAX_EVENT_TOKENS, strict=True)
     time: AwareDatetime
-    job_id: str
+    job_id: str = Field(max_length=256)
     mirrored: bool = Field(default=False, strict=True)
 
     @staticmethod

@@ -28,6 +28,24 @@ def extras_allowed(request: BaseModel, extra: ExtraMode) -> dict[str, Any]:
     return extras
 
 
+def check_unicode(value: Any, loc: tuple[str | int, ...] = ("body",)) -> None:
+    """InvalidInput naming the first string (or key) that UTF-8 can't carry: JSON escapes can spell lone
+    surrogates ("\\ud800"), which no queue message, tokenizer or response could hold."""
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput("The text is not valid Unicode (a lone surrogate).", loc=loc) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_unicode(key, loc)
+            check_unicode(item, (*loc, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_unicode(item, (*loc, index))
+
+
 @dataclass(frozen=True)
 class TaskOutput:
     result: dict[str, Any] | None

@@ -3,6 +3,7 @@ generation runner (writing stream chunks as it goes), and the OpenAI stream chun
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,14 +27,14 @@ from shared.schemas.chat import (
     Usage,
 )
 from shared.streams import Cadence, StreamWriter, read_chunks
-from shared.tasks import ExtraMode, TaskOutput, extras_allowed
+from shared.tasks import ExtraMode, TaskOutput, check_unicode, extras_allowed
 
 Request = ChatCompletionsRequest | CompletionsRequest
 MAX_STOPS = 16
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # Extra parameters the generation runner honours when they are passed through (genai search options).
@@ -67,6 +68,8 @@ def check(request: Request, deployment: Deployment, extra: ExtraMode, counter: P
     extras = extras_allowed(request, extra)
     if extra == "pass-through":
         _pass_through_options(extras, deployment)
+    payload = request.model_dump(exclude_none=True, exclude=set(extras) if extra != "pass-through" else set())
+    check_unicode(payload)  # before any tokenizer sees the text
     if request.n not in (None, 1):
         raise _unsupported(deployment, "n", request.n, "returns one choice per request")
     if isinstance(request, ChatCompletionsRequest):
@@ -103,7 +106,7 @@ def check(request: Request, deployment: Deployment, extra: ExtraMode, counter: P
             tokens = counter.count_text(request.prompts[0])
         if tokens is not None:
             check_context(tokens, counter.context_length, request)
-    return request.model_dump(exclude_none=True, exclude=set(extras) if extra != "pass-through" else set())
+    return payload
 
 
 def check_context(prompt_tokens: int, context_length: int, request: Request) -> None:

@@ -13,7 +13,7 @@ from shared.config import Deployment, Meter
 from shared.errors import InvalidInput
 from shared.runners.embeddings import Embedding
 from shared.schemas.embeddings import EmbeddingItem, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
-from shared.tasks import ExtraMode, TaskOutput, extras_allowed
+from shared.tasks import ExtraMode, TaskOutput, check_unicode, extras_allowed
 
 Predict = Callable[[Sequence[str]], list[Embedding]]
 
@@ -58,7 +58,9 @@ def check(request: EmbeddingsRequest, deployment: Deployment, limits: Limits, ex
             loc=("body", "dimensions"),
             input=request.dimensions,
         )
-    return request.model_dump(exclude_none=True, exclude=set(extras))
+    payload = request.model_dump(exclude_none=True, exclude=set(extras))
+    check_unicode(payload)
+    return payload
 
 
 def parse(payload: dict[str, Any]) -> EmbeddingsRequest:

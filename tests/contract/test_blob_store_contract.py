@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from shared.errors import NotFound
+from shared.adapters.sqlite.blobs import FileBlobStore
+from shared.errors import NotFound, StorageUnavailable
 from shared.ports import BlobStore
 
 
@@ -31,3 +34,16 @@ def test_list_keys_by_prefix_in_key_order_up_to_a_limit(blobs: BlobStore) -> Non
     assert blobs.list_keys("replay/usage/", 10) == ["replay/usage/a.json", "replay/usage/b.json", "replay/usage/c.json"]
     assert blobs.list_keys("replay/usage/", 2) == ["replay/usage/a.json", "replay/usage/b.json"]
     assert blobs.list_keys("nothing/", 10) == []
+
+
+def test_a_file_store_that_cannot_write_says_so_as_a_domain_error(tmp_path: Path) -> None:
+    # The embedded store's OSError (disk full, read-only, a file where a folder should be) is StorageUnavailable,
+    # like the Azure store's outage: callers handle TransientError, never a foreign exception.
+    store = FileBlobStore(tmp_path / "blobs")
+    (tmp_path / "blobs" / "payloads").write_text("not a folder")
+    with pytest.raises(StorageUnavailable):
+        store.put("payloads/job_1.json", b"{}")
+    with pytest.raises(StorageUnavailable):
+        store.get("payloads/job_1.json")
+    with pytest.raises(NotFound):
+        store.get("results/none.json")

@@ -9,7 +9,7 @@ import pytest
 
 from shared.config import Meter
 from shared.errors import ConcurrencyConflict, Conflict
-from shared.jobs import Job, JobStatus
+from shared.jobs import Job, JobError, JobStatus
 from shared.ports import JobStore
 from shared.schemas.usage import usage_event
 
@@ -88,3 +88,17 @@ def test_ids_a_direct_producer_may_send_are_stored_faithfully(store: JobStore) -
     fetched = store.get(odd)
     assert fetched is not None and fetched.id == odd and fetched.etag == created.etag
     assert store.get("job/with#odd?chars") is None
+
+
+def test_a_failed_job_with_a_long_error_round_trips(store: JobStore) -> None:
+    # A scoring script's run() may raise with any message (one that echoes its input, say): the job must still
+    # reach its terminal state, with the reason kept, whatever the size (a Table property holds 64 KiB).
+    message = "ValueError: " + "bad row; " * 20_000  # ~180 KB
+    running = store.replace(store.create(new_job()).to(JobStatus.RUNNING))
+    failed = store.replace(running.to(JobStatus.FAILED, error=JobError(code="ScriptError", message=message)))
+    fetched = store.get(failed.id)
+    assert fetched is not None and fetched == failed
+    assert fetched.status is JobStatus.FAILED and fetched.error is not None and fetched.error.message == message
+    published = store.replace(fetched.model_copy(update={"usage_published": True}))
+    again = store.get(failed.id)
+    assert again is not None and again.error == failed.error and again.etag == published.etag

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from shared.config import Meter
-from shared.ports import UsageLedger
+from shared.ports import IngestResult, UsageLedger
 from shared.schemas.usage import UsageEvent, usage_event
 
 T0 = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)
@@ -119,3 +119,25 @@ def test_concurrent_consumers_of_overlapping_batches_bill_each_event_once(ledger
     assert sum(r.billed for r in results) == 120
     assert sum(r.billed + r.duplicates for r in results) == sum(len(b) for b in batches)
     assert sum(totals(ledger, None).values()) == 3 * 120
+
+
+def test_every_event_the_schema_accepts_is_ingested_even_the_largest(ledger: UsageLedger) -> None:
+    # The schema is the ledger's input contract: what it accepts, every ledger must take (Table storage caps a
+    # property at 64 KiB and a transaction at 4 MiB), so the billing consumer never keeps a batch it can't bill.
+    bounds = {name: field.metadata for name, field in UsageEvent.model_fields.items() if field.annotation is str}
+    longest: dict[str, int] = {}
+    for name, metadata in bounds.items():
+        limits = [m.max_length for m in metadata if getattr(m, "max_length", None) is not None]
+        assert limits, f"UsageEvent.{name} has no max_length"
+        longest[name] = limits[0]
+    tenant = "t" * longest["tenant"]
+    events = []
+    for i in range(100):  # one entity-group transaction's worth, every string at its longest
+        job = f"{i:03d}".ljust(longest["job_id"], "j")
+        fields = {**{k: "x" * n for k, n in longest.items()}, "id": f"{i:03d}".ljust(longest["id"], "e")}
+        events.append(UsageEvent(**{**fields, "tenant": tenant, "job_id": job, "meter": Meter.INPUT_TOKENS,
+                                    "tokens": 7, "time": T0}))  # fmt: skip
+    assert ledger.ingest(events) == IngestResult(billed=100, duplicates=0)
+    assert ledger.ingest(events[:3]) == IngestResult(billed=0, duplicates=3)
+    assert totals(ledger, tenant) == {("2024-05-01T10:00:00+00:00", tenant, "x" * longest["deployment"],
+                                       "input_tokens"): 700}  # fmt: skip

@@ -35,6 +35,7 @@ APP_INSIGHTS = "Microsoft.Insights/components"
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
 SERVER_FARM = "Microsoft.Web/serverfarms"
 SITE = "Microsoft.Web/sites"
+MANAGEMENT_POLICY = "Microsoft.Storage/storageAccounts/managementPolicies"
 
 GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
 

@@ -20,6 +20,7 @@ from bicep import (
     EVENT_HUB,
     EVENTHUB_NAMESPACE,
     INFRA_DIR,
+    MANAGEMENT_POLICY,
     QUEUE,
     REPO_ROOT,
     SERVER_FARM,
@@ -331,3 +332,66 @@ def test_check_fails_when_a_connection_setting_is_missing(infra: InfraNames) -> 
     settings = {k: v for k, v in infra.app_settings.items() if k != "EventHubConnection__fullyQualifiedNamespace"}
     problems = _problems(dataclasses.replace(infra, app_settings=settings), reference_app())
     assert any("'EventHubConnection' has no eventhub endpoint" in p for p in problems), problems
+
+
+# --- (e) what the code reads on Azure, and what may be swept ------------------------------------------------------
+
+
+def test_remote_model_sources_cache_outside_the_read_only_package(templates: Templates, infra: InfraNames) -> None:
+    # Flex Consumption runs the package read-only: ModelSources caches Blob/S3 model files under
+    # INFERQ_MODELS_DIR, which must therefore be set, to an absolute writable path (the instance's /tmp).
+    assert infra.app_settings.get("INFERQ_MODELS_DIR") == "modelsDir"
+    models_dir = _param_default(templates, "modules/functionapp.bicep", "modelsDir")
+    assert isinstance(models_dir, str) and models_dir.startswith("/tmp/"), models_dir
+
+
+STORAGE_FILE = "modules/storage.bicep"
+
+
+def _lifecycle_rules(templates: Templates) -> list[dict[str, Any]]:
+    policies = [r for r in templates.resources(MANAGEMENT_POLICY) if r.file == STORAGE_FILE]
+    assert len(policies) == 1, "one lifecycle management policy on the storage account"
+    assert policies[0].name == "default"
+    return list(policies[0].config["properties"]["policy"]["rules"])
+
+
+def _claim_check_key(tmp_path: Path) -> str:
+    """Where the service really puts a claim-checked payload (a request over the inline threshold)."""
+    from shared.bootstrap import bootstrap
+    from shared.jobs import Job
+    from shared.settings import Settings
+
+    settings = Settings(_env_file=None, data_dir=tmp_path, inline_payload_max_bytes=16)
+    service = bootstrap(settings)
+    job = service._enqueue(Job.new("job_lifecycle", "demo", "all-MiniLM-L6-v2"), {"input": ["x" * 100]})
+    assert job.payload_ref is not None
+    return job.payload_ref
+
+
+def test_lifecycle_rule_sweeps_only_stream_chunks_and_claim_check_payloads(
+    templates: Templates, tmp_path: Path
+) -> None:
+    from shared import billing_ingest, streams
+    from shared.adapters.azure.jobs import RESULTS_PREFIX
+    from shared.settings import Settings
+
+    (rule,) = _lifecycle_rules(templates)
+    assert rule["enabled"] is True and rule["type"] == "Lifecycle"
+    definition = rule["definition"]
+    assert definition["filters"]["blobTypes"] == ["blockBlob"]
+    assert definition["actions"]["baseBlob"] == {"delete": {"daysAfterModificationGreaterThan": 1}}
+    prefixes = definition["filters"]["prefixMatch"]
+    # A prefix match is "<container>/<blob prefix>": the code's keys all land in the payload container.
+    kept_keys = {
+        "stream chunk": streams.chunk_key("job_1", 0),
+        "claim-check payload": _claim_check_key(tmp_path),
+    }
+    for what, key in kept_keys.items():
+        assert any(f"{names.PAYLOAD_CONTAINER}/{key}".startswith(p) for p in prefixes), f"{what} {key} not swept"
+    assert sorted(prefixes) == sorted(f"{names.PAYLOAD_CONTAINER}/{k.split('/')[0]}/" for k in kept_keys.values())
+    # Billing data and job results share the container and must never be swept.
+    for key in (f"{billing_ingest.REPLAY_PREFIX}a.json", f"{billing_ingest.DEAD_LETTER_PREFIX}a.json",
+                f"{RESULTS_PREFIX}/job_1/abc.json"):  # fmt: skip
+        assert not any(f"{names.PAYLOAD_CONTAINER}/{key}".startswith(p) for p in prefixes), key
+    # A payload is needed until its job ends; a job still queued after job_ttl_s expires without reading it.
+    assert Settings(_env_file=None).job_ttl_s <= 24 * 3600

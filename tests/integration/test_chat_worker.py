@@ -96,6 +96,16 @@ def test_a_stream_job_leaves_chunks_that_add_up_to_its_result(service: Inference
     assert read_chunks(service.blobs, job_id, 0) == [] and service.get_job(ACME, job_id).status is JobStatus.SUCCEEDED
 
 
+def test_a_client_leaving_a_stream_whose_job_already_ended_leaves_no_chunks_behind(service: InferenceService) -> None:
+    # A fast model finishes before its client has read everything; the client then leaves after one chunk.
+    job_id = submit(service, {"prompt": "Once upon a time", "max_tokens": 100, "stream": True, "temperature": 0})
+    drain(pump(service))
+    assert len(read_chunks(service.blobs, job_id, 0)) > 1
+    service.end_stream(ACME, job_id, 1, complete=False)  # what the route does when the client leaves
+    assert service.get_job(ACME, job_id).status is JobStatus.SUCCEEDED
+    assert not service.blobs.list_keys(f"streams/{job_id}/", 10)  # nobody will relay the rest
+
+
 class Gated:
     """The real runner, with each generation pausing after `pause_after` tokens until the gate opens."""
 

@@ -105,3 +105,10 @@ def test_the_http_edge_counts_prompt_tokens_without_loading_genai_or_onnxruntime
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("top_k", [512, 513, 2**31, 10**20])
+def test_a_top_k_beyond_the_vocabulary_samples_from_all_of_it(runner: GenerationRunner, top_k: int) -> None:
+    # The edge takes any top_k ≥ 1 (OpenAI-style): past the vocabulary it means "every token", not a failed job.
+    _, tokens, _ = generate(runner, "Hi", max_new_tokens=4, temperature=1.0, top_k=top_k, seed=1)
+    assert tokens > 0

@@ -140,3 +140,32 @@ def test_the_real_model_runs_from_a_blob_source(tmp_path: Path, azurite: Azurite
     pool = RunnerPool(settings, ModelSources.from_settings(settings))
     (embedding,) = pool.predictor(config.default_deployment)(["served from blob storage"])
     assert embedding.vector.shape == (384,) and embedding.tokens > 0
+
+
+def test_a_corrupted_cached_version_is_not_served_but_fetched_again(
+    tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str
+) -> None:
+    settings = s3_settings(tmp_path, moto_endpoint)
+    folder = ModelSources.from_settings(settings).fetch(f"s3://{bucket}/minilm/v1", SHAS)
+    (folder / "model.onnx").write_bytes(b"truncated")  # a damaged disk, a tmp cleaner, a half-restored backup
+    (folder / "sub" / "tokenizer.json").unlink()
+    again = ModelSources.from_settings(settings).fetch(f"s3://{bucket}/minilm/v1", SHAS)
+    assert {name: (again / name).read_bytes() for name in FILES} == FILES
+    for key in FILES:
+        s3.delete_object(Bucket=bucket, Key=f"minilm/v1/{key}")
+    (again / "model.onnx").write_bytes(b"truncated")
+    with pytest.raises(ConfigError):  # nothing verified to serve: refused, never the damaged file
+        ModelSources.from_settings(settings).fetch(f"s3://{bucket}/minilm/v1", SHAS)
+    assert leftovers(settings.models_dir / ".cache") == []
+
+
+def test_a_models_dir_that_cannot_be_written_is_a_clear_config_error(
+    tmp_path: Path, moto_endpoint: str, bucket: str
+) -> None:
+    # On Azure the app package is read-only: the cache must go where INFERQ_MODELS_DIR says, and saying so is
+    # a ConfigError (the job fails with the reason) rather than an OSError that poisons every delivery.
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    settings = Settings(_env_file=None, models_dir=blocked / "models", s3_endpoint_url=moto_endpoint)
+    with pytest.raises(ConfigError, match="INFERQ_MODELS_DIR"):
+        ModelSources.from_settings(settings).fetch(f"s3://{bucket}/minilm/v1", SHAS)

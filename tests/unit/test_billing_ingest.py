@@ -47,6 +47,10 @@ def ingest(ledger: FakeUsageLedger, blobs: MemoryBlobStore, bodies: list) -> bil
         (body("j9", meter="images"), "meter"),
         (body("j9", mirrored="yes"), "mirrored"),
         (body("j9", tokens=10**13), "tokens"),
+        # Bigger than a Table storage property or batch takes: refused here, not by the Azure ledger (which would
+        # keep the whole batch, every good event with it, and block replay)
+        (body("j9", model="m" * 100_000), "model"),
+        (body("j9", deployment="d" * 100_000), "deployment"),
         (b"\xff\xfe", "Invalid JSON"),
     ],
 )
@@ -112,3 +116,19 @@ def test_an_unreadable_kept_batch_is_dead_lettered_not_replayed_forever() -> Non
     assert blobs.list_keys(billing_ingest.REPLAY_PREFIX, 10) == []
     (letter,) = kept(blobs, billing_ingest.DEAD_LETTER_PREFIX)
     assert "broken.json" in letter["reason"] and letter["body"] == "{}"
+
+
+def test_a_kept_batch_the_ledger_refuses_does_not_block_the_batches_after_it() -> None:
+    ledger, blobs = FakeUsageLedger(), MemoryBlobStore()
+    ledger.failures = [StorageUnavailable("down")] * 3 + [StorageUnavailable("down")] * 3
+    ingest(ledger, blobs, [body("j1")])
+    ingest(ledger, blobs, [body("j2", tokens=5)])
+    assert len(kept(blobs, billing_ingest.REPLAY_PREFIX)) == 2
+
+    ledger.failures = [OverflowError("a row the store refuses")]  # the oldest batch, every time it is tried
+    outcome = billing_ingest.replay(ledger, blobs)
+    assert outcome == billing_ingest.ReplayOutcome(batches=1, billed=1, left=1)  # the next one is billed
+    assert sum(ledger.hourly.values()) == 5
+    (left,) = kept(blobs, billing_ingest.REPLAY_PREFIX)  # the refused one is still kept, not lost
+    assert [e["job_id"] for e in left["events"]] == ["j1"]
+    assert billing_ingest.replay(ledger, blobs) == billing_ingest.ReplayOutcome(batches=1, billed=1)

@@ -136,6 +136,13 @@ def test_extra_parameters_follow_the_header() -> None:
     assert loc_of(lambda: chat.check(chat_request(top_k=0), DEPLOYMENT, "pass-through", None)) == ["body", "top_k"]
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_a_non_finite_repetition_penalty_is_refused_at_the_edge(value: float) -> None:
+    # Queued, it would reach the worker as null (pydantic writes non-finite floats so) and fail there instead.
+    request = chat_request(repetition_penalty=value)
+    assert loc_of(lambda: chat.check(request, DEPLOYMENT, "pass-through", None)) == ["body", "repetition_penalty"]
+
+
 def test_text_completion_takes_one_non_empty_prompt() -> None:
     assert loc_of(lambda: chat.check(CompletionsRequest(prompt=["a", "b"]), DEPLOYMENT, "error", None)) == [
         "body",

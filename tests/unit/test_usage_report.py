@@ -142,6 +142,8 @@ def test_range_defaults_and_parsing(start: str | None, end: str | None, expected
         (None, "2024-13-01", ("query", "to")),
         ("2024-05-10", "2024-05-09", ("query", "from")),
         ("2024-06-01", None, ("query", "from")),  # after now
+        ("2024-05-17T10:50:00Z", None, ("query", "from")),  # after now, though its hour is not
+        ("2024-05-10T09:45:00Z", "2024-05-10T09:15:00Z", ("query", "from")),  # after 'to', in the same hour
     ],
 )
 def test_bad_ranges_are_invalid_input_naming_the_parameter(start: str | None, end: str | None, loc: tuple) -> None:

@@ -1,7 +1,8 @@
 """The job store on Table storage: one entity per job, written only if its ETag is unchanged.
 
 A Table property holds at most 64 KiB and an entity 1 MiB, so a large result (embeddings of many inputs) is kept
-in Blob storage under a content-addressed key and the entity refers to it.
+in Blob storage under a content-addressed key and the entity refers to it; so is the rest of a document still too
+large without its result (a failed job with a very long error message).
 """
 
 from __future__ import annotations
@@ -87,17 +88,20 @@ class AzureJobStore:
             "usage_published": job.usage_published,
         }
         doc = job.model_dump_json(exclude={"etag"})
-        if len(doc.encode("utf-16-le")) > INLINE_DOC_MAX_BYTES and job.result is not None:
-            entity["result_ref"] = self._put_result(job)
+        if _too_large(doc) and job.result is not None:
+            entity["result_ref"] = self._put_blob(job.id, json.dumps(job.result, separators=(",", ":")))
             doc = job.model_copy(update={"result": None}).model_dump_json(exclude={"etag"})
+        if _too_large(doc):  # still: an error message of any length (a scoring script's exception, say)
+            entity["doc_ref"] = self._put_blob(job.id, doc)
+            doc = ""
         entity["doc"] = doc
         return entity
 
-    def _put_result(self, job: Job) -> str:
-        data = json.dumps(job.result, separators=(",", ":")).encode("utf-8")
+    def _put_blob(self, job_id: str, text: str) -> str:
+        data = text.encode("utf-8")
         # Content-addressed: rewriting a job (its usage published, say) reuses the blob, and a writer that loses
         # the ETag race never overwrites the winner's result.
-        key = f"{RESULTS_PREFIX}/{table_key(job.id)}/{hashlib.sha256(data).hexdigest()[:32]}.json"
+        key = f"{RESULTS_PREFIX}/{table_key(job_id)}/{hashlib.sha256(data).hexdigest()[:32]}.json"
         with self._lock:
             if key in self._written:
                 return key
@@ -109,8 +113,13 @@ class AzureJobStore:
         return key
 
     def _job(self, entity: TableEntity) -> Job:
-        job = Job.model_validate_json(entity["doc"])
+        doc_ref = entity.get("doc_ref")
+        job = Job.model_validate_json(self.blobs.get(doc_ref) if doc_ref else entity["doc"])
         ref = entity.get("result_ref")
         if ref:
             job = job.model_copy(update={"result": json.loads(self.blobs.get(ref))})
         return job.model_copy(update={"etag": entity.metadata["etag"]})
+
+
+def _too_large(doc: str) -> bool:
+    return len(doc.encode("utf-16-le")) > INLINE_DOC_MAX_BYTES

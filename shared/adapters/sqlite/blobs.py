@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from shared.errors import InvalidInput, NotFound
+from shared.errors import InvalidInput, NotFound, StorageUnavailable
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)*$")
 
@@ -23,19 +23,27 @@ class FileBlobStore:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # readers never see half a blob
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)  # readers never see half a blob
+        except OSError as exc:  # disk full, read-only, a file where a folder should be
+            raise StorageUnavailable(f"write blob {key}: {exc}") from exc
 
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError as exc:
             raise NotFound(f"blob {key} not found") from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"blob {key}: {exc}") from exc
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"delete blob {key}: {exc}") from exc
 
     def list_keys(self, prefix: str, limit: int) -> list[str]:
         folder = self.root / prefix.rpartition("/")[0]  # walk only the prefix's folder, not every payload
