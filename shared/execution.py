@@ -176,6 +176,10 @@ class JobExecution:
     def _job_for(self, message: JobMessage) -> Job | None:
         job = self.store.get(message.job_id)
         if job is not None:
+            if (job.tenant, job.deployment.lower()) != (message.tenant, message.deployment.lower()):
+                # Another tenant's (or deployment's) job id: running it would bill and answer the wrong tenant.
+                log.error("dropping message %s: it does not match its job's tenant and deployment", job.id)
+                return None
             return job
         # A producer that writes to the queue directly: the job comes into being with its message.
         if message.tenant not in {t.name for t in self.config.tenants}:

@@ -147,9 +147,12 @@ def parse_moment(text: str, name: str) -> datetime:
     for candidate in candidates:
         try:
             moment = datetime.fromisoformat(candidate.strip())
-        except ValueError:
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except (ValueError, OverflowError):
             continue
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        if not 1970 <= moment.year <= 9998:  # keeps month and hour arithmetic away from datetime's limits
+            raise InvalidInput(f"'{name}' must be between 1970 and 9998.", loc=("query", name), input=text)
+        return moment
     raise InvalidInput(
         f"'{name}' must be an ISO 8601 date or date-time (e.g. 2024-05-01 or 2024-05-01T13:00:00Z).",
         loc=("query", name),

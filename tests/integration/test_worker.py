@@ -215,3 +215,17 @@ def test_the_usage_consumer_feeds_the_billing_function(service: InferenceService
     consumer = UsageConsumer(service.stream, trigger("bill_usage"))
     assert consumer.consume_once() == 1
     assert consumer.consume_once() == 0  # checkpointed
+
+
+def test_a_message_naming_another_tenants_job_is_dropped(service: InferenceService) -> None:
+    job_id = submit(service, {"input": "acme's own job"})
+    queue = service.queue
+    assert isinstance(queue, SqliteJobQueue)
+    (original,) = queue.receive(1, 30)
+    queue.delete(original)
+    forged = JobMessage(job_id=job_id, tenant="globex", deployment="all-MiniLM-L6-v2", payload={"input": "x"})
+    queue.send(forged.model_dump_json())
+    drain(pump(service))
+    job = service.get_job(ACME, job_id)
+    assert job.status is JobStatus.QUEUED and job.attempts == 0  # untouched: not run, not billed to anyone
+    assert usage_bodies(service) == []

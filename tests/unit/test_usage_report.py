@@ -144,6 +144,9 @@ def test_range_defaults_and_parsing(start: str | None, end: str | None, expected
         ("2024-06-01", None, ("query", "from")),  # after now
         ("2024-05-17T10:50:00Z", None, ("query", "from")),  # after now, though its hour is not
         ("2024-05-10T09:45:00Z", "2024-05-10T09:15:00Z", ("query", "from")),  # after 'to', in the same hour
+        (None, "0001-01-01", ("query", "to")),  # the month before it is not a date
+        ("0001-01-01T00:00:00+14:00", None, ("query", "from")),  # in UTC it is before year 1
+        (None, "9999-12-31T23:00:00Z", ("query", "to")),
     ],
 )
 def test_bad_ranges_are_invalid_input_naming_the_parameter(start: str | None, end: str | None, loc: tuple) -> None:
