@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -41,9 +42,15 @@ class QueuePump:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"pump-{queue.name}")
         self._slots = threading.Semaphore(concurrency)
         self._concurrency = concurrency
+        # Messages being handled, with when to renew them: a job longer than the visibility timeout must not
+        # be delivered again while it runs (the Functions host renews a running invocation's message too).
+        self._held: dict[str, tuple[ReceivedMessage, float]] = {}
+        self._held_lock = threading.Lock()
 
     def pump_once(self) -> int:
-        """Hand every message visible now (up to free slots) to the handler; returns how many."""
+        """Renew the messages being handled, then hand every message visible now (up to free slots) to the
+        handler; returns how many were handed over."""
+        self.renew_held()
         free = 0
         while free < self._concurrency and self._slots.acquire(blocking=False):
             free += 1
@@ -60,7 +67,31 @@ class QueuePump:
         if self.wake is not None:
             self.wake.set()
 
+    def renew_held(self) -> None:
+        now = time.monotonic()
+        with self._held_lock:
+            due = [m for m, renew_at in self._held.values() if renew_at <= now]
+        for message in due:
+            renewed = self.queue.renew(message, self.visibility_timeout_s)
+            with self._held_lock:
+                if message.id in self._held:
+                    if renewed is None:
+                        del self._held[message.id]  # someone else holds it now: nothing left to renew
+                    else:
+                        self._held[message.id] = (renewed, now + self.visibility_timeout_s / 2)
+
+    def _hold(self, message: ReceivedMessage) -> None:
+        with self._held_lock:
+            self._held[message.id] = (message, time.monotonic() + self.visibility_timeout_s / 2)
+
+    def _unhold(self, message: ReceivedMessage) -> ReceivedMessage:
+        """The message as last renewed (its receipt is what delete and release need)."""
+        with self._held_lock:
+            held = self._held.pop(message.id, None)
+        return held[0] if held else message
+
     def deliver(self, message: ReceivedMessage) -> None:
+        self._hold(message)
         trigger_message = TriggerQueueMessage(  # type: ignore[no-untyped-call]  # what the worker builds
             id=message.id,
             body=message.body.encode("utf-8"),
@@ -70,6 +101,7 @@ class QueuePump:
         try:
             self.handler(trigger_message)
         except Exception as exc:
+            message = self._unhold(message)
             log.warning("delivery %d of message %s failed: %s", message.dequeue_count, message.id, exc)
             if self.poison is not None and message.dequeue_count >= self.max_dequeue_count:
                 self.poison.send(message.body)
@@ -77,7 +109,7 @@ class QueuePump:
             else:
                 self.queue.release(message)
             return
-        self.queue.delete(message)
+        self.queue.delete(self._unhold(message))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)

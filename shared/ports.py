@@ -35,6 +35,11 @@ class JobQueue(Protocol):
         """Make the message visible again now (a failed delivery)."""
         ...
 
+    def renew(self, message: ReceivedMessage, visibility_timeout_s: float) -> ReceivedMessage | None:
+        """Keep a held message invisible for another `visibility_timeout_s` (what the Functions host does while
+        an invocation runs); the message with its new receipt, or None if this receiver no longer holds it."""
+        ...
+
 
 class JobStore(Protocol):
     def create(self, job: Job) -> Job:

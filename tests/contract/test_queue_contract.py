@@ -98,3 +98,50 @@ def test_a_message_whose_handler_always_fails_is_poisoned_after_five_deliveries(
     assert sorted(calls) == [1, 2, 3, 4, 5]  # five deliveries, then moved (failures are released at once)
     assert queues.count(queues.queue) == 0
     assert receive_one(queues.poison, 30).body == '{"job_id": "job_poison"}'
+
+
+def test_renew_keeps_a_held_message_invisible_and_moves_its_receipt(queues: Queues) -> None:
+    q = queues.queue
+    q.send("long job")
+    first = receive_one(q, visibility_timeout_s=2)
+    renewed = q.renew(first, 30)
+    assert renewed is not None and renewed.receipt != first.receipt
+    deadline = time.monotonic() + 4  # past the first timeout: without the renewal it would be visible again
+    while time.monotonic() < deadline:
+        assert q.receive(1, 30) == []
+        time.sleep(0.2)
+    q.delete(first)  # the old receipt no longer owns it
+    assert queues.count(q) == 1
+    q.delete(renewed)
+    assert queues.count(q) == 0
+
+
+def test_renew_by_a_receiver_that_lost_the_message_is_none(queues: Queues) -> None:
+    q = queues.queue
+    q.send("m")
+    first = receive_one(q, visibility_timeout_s=1)
+    second = receive_one(q, visibility_timeout_s=30)
+    assert q.renew(first, 30) is None
+    q.delete(second)
+
+
+def test_the_pump_renews_a_message_while_its_job_runs_longer_than_the_timeout(queues: Queues) -> None:
+    q = queues.queue
+    q.send("slow")
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow_handler(msg: func.QueueMessage) -> None:
+        calls.append(msg.dequeue_count or 0)
+        release.wait(20)
+
+    pump = QueuePump(q, slow_handler, poison=None, max_dequeue_count=5, visibility_timeout_s=2, concurrency=2)
+    wait_for(lambda: pump.pump_once() == 1 or bool(calls), timeout=15)
+    deadline = time.monotonic() + 5  # over twice the visibility timeout, pumping as the local host does
+    while time.monotonic() < deadline:
+        pump.pump_once()
+        time.sleep(0.1)
+    assert calls == [1]  # never delivered a second time while it ran
+    release.set()
+    pump.shutdown()
+    wait_for(lambda: queues.count(q) == 0, timeout=15)

@@ -103,11 +103,12 @@ def service_job_id(service: InferenceService, key: str) -> str:
     return new_job_id("acme", key)
 
 
-def test_the_deployments_view_ending_at_the_first_representable_day_is_not_a_500(client: TestClient) -> None:
+def test_the_deployments_view_ending_at_the_first_representable_day_is_422_not_500(client: TestClient) -> None:
     from tests.conftest import ADMIN_KEY
 
     r = client.get("/deployments", params={"to": "0001-01-01"}, headers={"api-key": ADMIN_KEY})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["query", "to"]
 
 
 @pytest.mark.parametrize(

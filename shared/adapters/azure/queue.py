@@ -10,6 +10,7 @@ import base64
 import binascii
 import logging
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError
@@ -113,6 +114,18 @@ class AzureJobQueue:
             except HttpResponseError as exc:
                 if not _lost(exc):
                     raise
+
+    def renew(self, message: ReceivedMessage, visibility_timeout_s: float) -> ReceivedMessage | None:
+        with translated(f"renew in queue {self.name}"):
+            try:
+                updated = self.client.update_message(
+                    message.id, message.receipt, visibility_timeout=max(1, math.ceil(visibility_timeout_s))
+                )
+            except HttpResponseError as exc:
+                if _lost(exc):
+                    return None
+                raise
+        return replace(message, receipt=updated.pop_receipt or message.receipt)
 
     def count(self) -> int:
         """Messages in the queue, visible or not (approximate, as the service reports it)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import replace
 
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.ports import ReceivedMessage
@@ -65,6 +66,15 @@ class SqliteJobQueue:
                 "UPDATE queue_messages SET visible_at = ? WHERE id = ? AND receipt = ?",
                 (time.time(), message.id, message.receipt),
             )
+
+    def renew(self, message: ReceivedMessage, visibility_timeout_s: float) -> ReceivedMessage | None:
+        receipt = uuid.uuid4().hex
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE queue_messages SET visible_at = ?, receipt = ? WHERE id = ? AND receipt = ?",
+                (time.time() + visibility_timeout_s, receipt, message.id, message.receipt),
+            )
+        return replace(message, receipt=receipt) if cursor.rowcount == 1 else None
 
     def count(self) -> int:
         """Messages in the queue, visible or not (for tests and the local host's status)."""
