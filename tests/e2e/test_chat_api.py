@@ -4,6 +4,7 @@ openai) and plain HTTP, on the tiny random-weight model (its text is gibberish; 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,12 +23,22 @@ MODEL = "tiny-random-chat"
 STORY = [{"role": "user", "content": "Tell me a story"}]  # greedy: hundreds of tokens before an EOS
 
 
-def openai_client(host: RunningHost) -> OpenAI:
-    return OpenAI(base_url=host.url, api_key=KEYS["acme"], max_retries=0)
+@pytest.fixture
+def openai_client(host: RunningHost) -> Iterator[OpenAI]:
+    with OpenAI(base_url=host.url, api_key=KEYS["acme"], max_retries=0) as client:  # closed: no stray sockets
+        yield client
 
 
-def test_azure_ai_inference_client_gets_a_well_formed_chat_completion(host: RunningHost) -> None:
-    client = ChatCompletionsClient(endpoint=host.url, credential=AzureKeyCredential(KEYS["acme"]))
+@pytest.fixture
+def azure_chat(host: RunningHost) -> Iterator[ChatCompletionsClient]:
+    with ChatCompletionsClient(endpoint=host.url, credential=AzureKeyCredential(KEYS["acme"])) as client:
+        yield client
+
+
+def test_azure_ai_inference_client_gets_a_well_formed_chat_completion(
+    host: RunningHost, azure_chat: ChatCompletionsClient
+) -> None:
+    client = azure_chat
     result = client.complete(
         messages=[SystemMessage("You are terse."), UserMessage("Tell me a story")],
         model=MODEL,
@@ -42,15 +53,17 @@ def test_azure_ai_inference_client_gets_a_well_formed_chat_completion(host: Runn
     assert result.usage.total_tokens == result.usage.prompt_tokens + 16
 
 
-def test_azure_ai_inference_client_streams(host: RunningHost) -> None:
-    client = ChatCompletionsClient(endpoint=host.url, credential=AzureKeyCredential(KEYS["acme"]))
+def test_azure_ai_inference_client_streams(host: RunningHost, azure_chat: ChatCompletionsClient) -> None:
+    client = azure_chat
     updates = list(client.complete(messages=[UserMessage("Tell me a story")], model=MODEL, max_tokens=40, stream=True))
     text = "".join(u.choices[0].delta.content or "" for u in updates if u.choices)
     assert text and updates[-1].choices[0].finish_reason == "length"
 
 
-def test_openai_greedy_with_a_seed_gives_the_same_text_twice_within_max_tokens(host: RunningHost) -> None:
-    client = openai_client(host)
+def test_openai_greedy_with_a_seed_gives_the_same_text_twice_within_max_tokens(
+    host: RunningHost, openai_client: OpenAI
+) -> None:
+    client = openai_client
     first, second = (
         client.chat.completions.create(model=MODEL, messages=STORY, max_tokens=24, temperature=0, seed=5)  # type: ignore[arg-type]
         for _ in range(2)
@@ -69,15 +82,15 @@ def test_openai_greedy_with_a_seed_gives_the_same_text_twice_within_max_tokens(h
     assert short.choices[0].finish_reason == "stop"
 
 
-def test_openai_text_completion(host: RunningHost) -> None:
-    result = openai_client(host).completions.create(model=MODEL, prompt="Once upon a time", max_tokens=8, temperature=0)
+def test_openai_text_completion(host: RunningHost, openai_client: OpenAI) -> None:
+    result = openai_client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=8, temperature=0)
     assert result.object == "text_completion" and result.choices[0].text
     assert result.choices[0].finish_reason == "length" and result.usage is not None
     assert result.usage.completion_tokens == 8
 
 
-def test_stop_sequences_are_cut_from_the_output(host: RunningHost) -> None:
-    client = openai_client(host)
+def test_stop_sequences_are_cut_from_the_output(host: RunningHost, openai_client: OpenAI) -> None:
+    client = openai_client
     full = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=40, temperature=0)
     text = full.choices[0].text
     stop = text[10:13]
@@ -85,8 +98,8 @@ def test_stop_sequences_are_cut_from_the_output(host: RunningHost) -> None:
     assert cut.choices[0].text == text[: text.index(stop)] and cut.choices[0].finish_reason == "stop"
 
 
-def test_openai_streaming_yields_chunks_and_one_usage_chunk(host: RunningHost) -> None:
-    client = openai_client(host)
+def test_openai_streaming_yields_chunks_and_one_usage_chunk(host: RunningHost, openai_client: OpenAI) -> None:
+    client = openai_client
     kwargs: dict[str, Any] = {"model": MODEL, "messages": STORY, "max_tokens": 60, "temperature": 0}
     whole = client.chat.completions.create(**kwargs)
     chunks = list(client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True}))
@@ -149,8 +162,10 @@ def test_an_over_long_prompt_gets_the_numbers(host: RunningHost) -> None:
     assert text["loc"] == ["body", "prompt"] and text["input"]["prompt_tokens"] > 512
 
 
-def test_model_extras_are_passed_through_to_the_runner_which_takes_top_k_only(host: RunningHost) -> None:
-    client = ChatCompletionsClient(endpoint=host.url, credential=AzureKeyCredential(KEYS["acme"]))
+def test_model_extras_are_passed_through_to_the_runner_which_takes_top_k_only(
+    host: RunningHost, azure_chat: ChatCompletionsClient
+) -> None:
+    client = azure_chat
     ok = client.complete(messages=[UserMessage("hi")], model=MODEL, max_tokens=4, model_extras={"top_k": 5})
     assert ok.usage.completion_tokens <= 4
     with pytest.raises(HttpResponseError) as caught:
@@ -163,8 +178,8 @@ def test_model_extras_are_passed_through_to_the_runner_which_takes_top_k_only(ho
         ]
 
 
-def test_the_sdk_sees_the_422_too(host: RunningHost) -> None:
-    client = ChatCompletionsClient(endpoint=host.url, credential=AzureKeyCredential(KEYS["acme"]))
+def test_the_sdk_sees_the_422_too(host: RunningHost, azure_chat: ChatCompletionsClient) -> None:
+    client = azure_chat
     with pytest.raises(HttpResponseError) as caught:
         client.complete(messages=[UserMessage("hi")], model=MODEL, response_format="json_object")
     assert caught.value.status_code == 422

@@ -60,12 +60,12 @@ def test_base64_encoding_matches_float(host: RunningHost) -> None:
 
 
 def test_the_sdks_users_already_have_work_unchanged(host: RunningHost) -> None:
-    client = EmbeddingsClient(endpoint=host.url, credential=AzureKeyCredential(KEYS["acme"]))
-    result = client.embed(input=["first phrase", "second phrase"], model="all-MiniLM-L6-v2")
+    with EmbeddingsClient(endpoint=host.url, credential=AzureKeyCredential(KEYS["acme"])) as client:
+        result = client.embed(input=["first phrase", "second phrase"], model="all-MiniLM-L6-v2")
     assert len(result.data) == 2 and len(result.data[0].embedding) == 384
     assert result.usage.prompt_tokens > 0
-    openai = OpenAI(base_url=host.url, api_key=KEYS["acme"])
-    response = openai.embeddings.create(input="hello from openai", model="all-minilm-l6-v2")
+    with OpenAI(base_url=host.url, api_key=KEYS["acme"]) as openai:
+        response = openai.embeddings.create(input="hello from openai", model="all-minilm-l6-v2")
     assert len(response.data[0].embedding) == 384  # base64 by default in the openai client, decoded by it
 
 
