@@ -102,3 +102,52 @@ def test_a_failed_job_with_a_long_error_round_trips(store: JobStore) -> None:
     published = store.replace(fetched.model_copy(update={"usage_published": True}))
     again = store.get(failed.id)
     assert again is not None and again.error == failed.error and again.etag == published.etag
+
+
+def billed(job: Job, tokens: int = 7) -> Job:
+    """`job` finished with usage still to publish, as the worker leaves it when the stream is down."""
+    event = usage_event(
+        job_id=job.id, tenant=job.tenant, endpoint="d", deployment="d", model="m", meter=Meter.INPUT_TOKENS,
+        tokens=tokens, time=datetime(2024, 5, 1, 10, 30, tzinfo=UTC),
+    )  # fmt: skip
+    return job.to(JobStatus.SUCCEEDED, usage=(event,), usage_published=False)
+
+
+def test_exactly_the_jobs_with_unpublished_usage_come_back_up_to_the_limit(store: JobStore) -> None:
+    # Ids a producer may send, including ones an adapter could confuse with its own keys.
+    ids = [f"job_many{i:02d}" for i in range(24)] + ["~outbox", "job/odd#id?", "~" + "0" * 64]
+    unpublished = set()
+    for i, job_id in enumerate(ids):
+        running = store.replace(store.create(new_job(job_id)).to(JobStatus.RUNNING))
+        if i % 3 == 0:
+            store.replace(billed(running))
+            unpublished.add(job_id)
+        else:
+            store.replace(running.to(JobStatus.SUCCEEDED, result={"ok": True}))
+    assert {j.id for j in store.unpublished_usage(100)} == unpublished
+    some = store.unpublished_usage(4)
+    assert len(some) == 4 and len({j.id for j in some}) == 4 and {j.id for j in some} <= unpublished
+    assert all(not j.usage_published and j.usage for j in some)
+    assert store.unpublished_usage(0) == []
+
+
+def test_a_job_published_then_stored_again_never_reappears(store: JobStore) -> None:
+    done = store.replace(billed(store.replace(store.create(new_job()).to(JobStatus.RUNNING))))
+    (pending,) = store.unpublished_usage(10)
+    published = store.replace(pending.model_copy(update={"usage_published": True}))
+    store.replace(published.model_copy(update={"last_error": "a later write"}))
+    assert store.unpublished_usage(10) == []
+    fetched = store.get(done.id)
+    assert fetched is not None and fetched.usage_published and fetched.usage == done.usage
+
+
+def test_a_write_of_unpublished_usage_that_loses_its_race_leaves_nothing_to_publish(store: JobStore) -> None:
+    created = store.create(new_job())
+    store.replace(created.to(JobStatus.RUNNING))
+    with pytest.raises(ConcurrencyConflict):
+        store.replace(billed(created.to(JobStatus.RUNNING)))  # stale etag: never written
+    assert store.unpublished_usage(10) == []
+    current = store.get(created.id)  # read again, as every writer does after a conflict
+    assert current is not None and current.usage_published
+    store.replace(billed(current))
+    assert [j.id for j in store.unpublished_usage(10)] == [created.id]

@@ -3,31 +3,44 @@
 A Table property holds at most 64 KiB and an entity 1 MiB, so a large result (embeddings of many inputs) is kept
 in Blob storage under a content-addressed key and the entity refers to it; so is the rest of a document still too
 large without its result (a failed job with a very long error message).
+
+Jobs whose usage is unpublished are found through an outbox: one small entity per such job in the partition
+`OUTBOX` of the same table (RowKey = the job's key), so the timer that publishes them reads one partition instead
+of scanning every job. Written before the job write that sets `usage_published` False and deleted after the one
+that sets it True, an entry is never missing while usage waits; an entry left behind (a crash between the two
+writes, a write that lost its ETag race) is skipped and deleted by the next sweep. Deletes are conditional, so
+one can't remove an entry a concurrent writer needs (see `_retire`). An entry whose job was never created (a
+`create` of a job with unpublished usage that failed; the service never creates one) is skipped and kept.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections import OrderedDict
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.adapters.azure.blobs import AzureBlobStore
 from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.errors import translated
 from shared.adapters.azure.tables import table_key
-from shared.errors import ConcurrencyConflict, NotFound
+from shared.errors import ConcurrencyConflict, NotFound, StorageUnavailable
 from shared.jobs import Job
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableEntity
 
+log = logging.getLogger(__name__)
+
 ROW = "job"
+# No job's PartitionKey: `table_key` gives a plain id (never starting with "~") or "~" and 64 hex digits.
+OUTBOX = "~outbox"
 INLINE_DOC_MAX_BYTES = 60 * 1024  # UTF-16, as the service counts a string property (limit 64 KiB)
 RESULTS_PREFIX = "results"
 
@@ -43,6 +56,8 @@ class AzureJobStore:
     def create(self, job: Job) -> Job:
         entity = self._entity(job)
         self._create()
+        if not job.usage_published:
+            self._mark(job.id)
         with translated(f"job {job.id}"):
             metadata = self.table.create_entity(entity)
         return job.model_copy(update={"etag": metadata["etag"]})
@@ -61,6 +76,11 @@ class AzureJobStore:
             raise ConcurrencyConflict(f"job {job.id} has no etag: read it before writing it")
         entity = self._entity(job)
         self._create()
+        entry_etag = None
+        if not job.usage_published:
+            self._mark(job.id)
+        elif job.usage:  # usage just published (a job without usage has no entry unless left behind: the sweep's)
+            entry_etag = self._entry_etag(job.id)
         try:
             with translated(f"job {job.id}"):
                 metadata = self.table.update_entity(
@@ -68,16 +88,82 @@ class AzureJobStore:
                 )
         except NotFound as exc:
             raise ConcurrencyConflict(f"job {job.id} no longer exists") from exc
+        if entry_etag is not None:
+            # Read before this write: a writer that set usage_published False since must have read this write's
+            # ETag first and marked the entry after it, so this delete fails rather than drop its entry.
+            self._unmark(table_key(job.id), entry_etag)
         return job.model_copy(update={"etag": metadata["etag"]})
 
     def unpublished_usage(self, limit: int) -> list[Job]:
         if limit <= 0:
             return []
         self._create()
+        found: list[Job] = []
         with translated("jobs with unpublished usage"):
-            entities = self.table.query_entities("usage_published eq false", results_per_page=min(limit, 1000))
-            found = list(islice(entities, limit))
-        return [self._job(e) for e in found]
+            entries = self.table.query_entities(
+                "PartitionKey eq @outbox", parameters={"outbox": OUTBOX}, results_per_page=min(limit, 1000)
+            )
+            for entry in entries:
+                job = self._pending(entry)
+                if job is not None:
+                    found.append(job)
+                    if len(found) == limit:
+                        break
+        return found
+
+    def _mark(self, job_id: str) -> None:
+        with translated(f"outbox entry of job {job_id}"):
+            self.table.upsert_entity({"PartitionKey": OUTBOX, "RowKey": table_key(job_id)}, mode=UpdateMode.REPLACE)
+
+    def _entry_etag(self, job_id: str) -> str | None:
+        try:
+            with translated(f"outbox entry of job {job_id}"):
+                return str(self.table.get_entity(OUTBOX, table_key(job_id)).metadata["etag"])
+        except NotFound:
+            return None
+        except StorageUnavailable as exc:  # the write goes on; the entry, if any, is left for the sweep
+            log.warning("outbox entry of job %s left for the sweep: %s", job_id, exc)
+            return None
+
+    def _unmark(self, key: str, entry_etag: str) -> None:
+        try:
+            with translated(f"outbox entry {key}"):
+                self.table.delete_entity(
+                    OUTBOX, key, etag=entry_etag, match_condition=MatchConditions.IfNotModified
+                )  # a missing entry is no error for delete_entity
+        except ConcurrencyConflict:
+            pass  # marked again since it was read: the entry is a writer's now
+        except StorageUnavailable as exc:  # the job write stands; the entry is stale and the sweep deletes it
+            log.warning("outbox entry %s left for the sweep: %s", key, exc)
+
+    def _pending(self, entry: TableEntity) -> Job | None:
+        """The job of an outbox entry if its usage is unpublished; else None, deleting the entry if it is stale."""
+        key = entry["RowKey"]
+        try:
+            entity = self.table.get_entity(key, ROW)
+        except ResourceNotFoundError:
+            return None  # never created (see the module docstring), or a create still in flight: keep the entry
+        if entity["usage_published"] is False:
+            return self._job(entity)
+        self._retire(key, str(entity.metadata["etag"]), str(entry.metadata["etag"]))
+        return None
+
+    def _retire(self, key: str, job_etag: str, entry_etag: str) -> None:
+        """Delete a stale entry: its job is published. A writer may be about to set usage_published False with the
+        ETag this sweep read, its entry already marked before the sweep read `entry_etag`: rewriting the job
+        unchanged first makes that write fail; a writer that succeeds later read the job after this rewrite and
+        marks the entry after that, so the conditional delete fails instead of dropping its entry."""
+        try:
+            with translated(f"outbox entry {key}"):
+                self.table.update_entity(
+                    {"PartitionKey": key, "RowKey": ROW},
+                    mode=UpdateMode.MERGE,
+                    etag=job_etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            self._unmark(key, entry_etag)
+        except (ConcurrencyConflict, NotFound):
+            pass  # the job was written since it was read: the next sweep looks again
 
     def _entity(self, job: Job) -> dict[str, Any]:
         entity: dict[str, Any] = {
