@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,8 @@ import pytest
 
 from shared.auth import hash_key
 from shared.bootstrap import bootstrap
-from shared.config import AppConfig, load_config
+from shared.config import AppConfig, Meter, load_config
+from shared.schemas.usage import UsageEvent, usage_event
 from shared.service import InferenceService
 from shared.settings import Settings
 from tests.azurite import azurite  # noqa: F401  (the session's Azurite, for the Azure adapter tests)
@@ -144,6 +146,22 @@ def _collect_garbage() -> Iterator[None]:
     instead of wherever the garbage collector happens to run later (per test costs the suite half its time)."""
     yield
     gc.collect()
+
+
+def input_event(
+    job_id: str, tenant: str, tokens: int, time: datetime, deployment: str = "all-MiniLM-L6-v2", model: str = "m"
+) -> UsageEvent:
+    """An `input_tokens` usage event, for tests that feed the ledger directly."""
+    return usage_event(
+        job_id=job_id,
+        tenant=tenant,
+        endpoint=deployment,
+        deployment=deployment,
+        model=model,
+        meter=Meter.INPUT_TOKENS,
+        tokens=tokens,
+        time=time,
+    )
 
 
 def wait_for(predicate: object, timeout: float = 30, interval: float = 0.05) -> None:

@@ -12,12 +12,13 @@ from functions.local_runtime import UsageConsumer
 from shared import billing_ingest
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.bootstrap import bootstrap, set_service
-from shared.config import AppConfig, Meter
+from shared.config import AppConfig
 from shared.errors import StorageUnavailable
 from shared.ports import IngestResult, UsageLedger, UsageTotal
-from shared.schemas.usage import UsageEvent, usage_event
+from shared.schemas.usage import UsageEvent
 from shared.service import InferenceService
 from shared.settings import Settings
+from tests.conftest import input_event
 
 T0 = datetime(2024, 5, 1, 13, 5, tzinfo=UTC)
 ALL_TIME = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
@@ -32,16 +33,7 @@ def service(settings: Settings, config: AppConfig) -> Iterator[InferenceService]
 
 
 def event(job: str, tokens: int, tenant: str = "acme", time: datetime = T0) -> UsageEvent:
-    return usage_event(
-        job_id=job,
-        tenant=tenant,
-        endpoint="all-MiniLM-L6-v2",
-        deployment="all-MiniLM-L6-v2",
-        model="m",
-        meter=Meter.INPUT_TOKENS,
-        tokens=tokens,
-        time=time,
-    )
+    return input_event(job, tenant, tokens, time)
 
 
 def hub_events(bodies: Sequence[str | bytes]) -> list[func.EventHubEvent]:

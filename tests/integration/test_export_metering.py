@@ -6,11 +6,9 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
-from shared.config import Meter
-from shared.schemas.usage import usage_event
 from shared.service import InferenceService
 from shared.settings import Settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, input_event
 
 
 def export(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -25,19 +23,7 @@ def test_export_writes_one_record_per_line_and_the_same_ids_again(
 ) -> None:
     hour = datetime(2024, 3, 31, 23, tzinfo=UTC)
     service.ledger.ingest(
-        [
-            usage_event(
-                job_id=f"job-{tenant}",
-                tenant=tenant,
-                endpoint="all-MiniLM-L6-v2",
-                deployment="all-MiniLM-L6-v2",
-                model="m",
-                meter=Meter.INPUT_TOKENS,
-                tokens=tokens,
-                time=hour,
-            )
-            for tenant, tokens in (("acme", 2500), ("globex", 40))
-        ]
+        [input_event(f"job-{tenant}", tenant, tokens, hour) for tenant, tokens in (("acme", 2500), ("globex", 40))]
     )
     first = export(settings, "--from", "2024-03-01", "--to", "2024-04-01")
     assert first.returncode == 0, first.stderr

@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.budgets import BudgetGuard
-from shared.config import Meter
 from shared.errors import QuotaExceeded, StorageUnavailable
-from shared.schemas.usage import usage_event
+from tests.conftest import input_event
 from tests.unit.billing_fakes import CONFIG, FakeUsageLedger
 
 NOW = datetime(2024, 2, 29, 23, 59, 30, tzinfo=UTC)  # 30 s before March
@@ -21,17 +20,7 @@ class Clocks:
 
 def spend(ledger: FakeUsageLedger, tenant: str, tokens: int, when: datetime = NOW) -> None:
     """At 0.0005 per 1K input tokens on "chat": 2,000,000 tokens cost 1.00."""
-    event = usage_event(
-        job_id=f"job-{len(ledger.ids)}",
-        tenant=tenant,
-        endpoint="chat",
-        deployment="chat",
-        model="c",
-        meter=Meter.INPUT_TOKENS,
-        tokens=tokens,
-        time=when,
-    )
-    ledger.ingest([event])
+    ledger.ingest([input_event(f"job-{len(ledger.ids)}", tenant, tokens, when, deployment="chat", model="c")])
 
 
 @pytest.fixture
