@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from shared.auth import hash_key
-from shared.bootstrap import bootstrap
+from shared.bootstrap import bootstrap, set_service
 from shared.config import AppConfig, Meter, load_config
 from shared.schemas.usage import UsageEvent, usage_event
 from shared.service import InferenceService
@@ -148,20 +148,37 @@ def _collect_garbage() -> Iterator[None]:
     gc.collect()
 
 
-def input_event(
-    job_id: str, tenant: str, tokens: int, time: datetime, deployment: str = "all-MiniLM-L6-v2", model: str = "m"
+def ledger_event(
+    job_id: str,
+    tenant: str,
+    tokens: int,
+    time: datetime,
+    *,
+    deployment: str = "all-MiniLM-L6-v2",
+    model: str = "m",
+    meter: Meter = Meter.INPUT_TOKENS,
+    mirrored: bool = False,
 ) -> UsageEvent:
-    """An `input_tokens` usage event, for tests that feed the ledger directly."""
+    """A usage event (input tokens unless told), for tests that feed the ledger or the stream directly."""
     return usage_event(
         job_id=job_id,
         tenant=tenant,
         endpoint=deployment,
         deployment=deployment,
         model=model,
-        meter=Meter.INPUT_TOKENS,
+        meter=meter,
         tokens=tokens,
         time=time,
+        mirrored=mirrored,
     )
+
+
+@pytest.fixture
+def installed(service: InferenceService) -> Iterator[InferenceService]:
+    """The service the function objects (`functions.indexing.trigger`) call, for the test's duration."""
+    set_service(service)
+    yield service
+    set_service(None)
 
 
 def wait_for(predicate: object, timeout: float = 30, interval: float = 0.05) -> None:

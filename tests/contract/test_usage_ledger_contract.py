@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from shared.config import Meter
 from shared.ports import IngestResult, UsageLedger
-from shared.schemas.usage import UsageEvent, usage_event
+from shared.schemas.usage import UsageEvent
+from tests.conftest import ledger_event
 
 T0 = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -17,10 +18,7 @@ HOUR = timedelta(hours=1)
 
 def event(job: str, tokens: int, *, tenant: str = "acme", time: datetime = T0, deployment: str = "minilm",
           meter: Meter = Meter.INPUT_TOKENS, mirrored: bool = False) -> UsageEvent:  # fmt: skip
-    return usage_event(
-        job_id=job, tenant=tenant, endpoint=deployment, deployment=deployment, model="m", meter=meter,
-        tokens=tokens, time=time, mirrored=mirrored,
-    )  # fmt: skip
+    return ledger_event(job, tenant, tokens, time, deployment=deployment, meter=meter, mirrored=mirrored)
 
 
 def totals(ledger: UsageLedger, tenant: str | None = "acme", start: datetime = T0 - 24 * HOUR,

@@ -18,7 +18,7 @@ from shared.ports import IngestResult, UsageLedger, UsageTotal
 from shared.schemas.usage import UsageEvent
 from shared.service import InferenceService
 from shared.settings import Settings
-from tests.conftest import input_event
+from tests.conftest import ledger_event
 
 T0 = datetime(2024, 5, 1, 13, 5, tzinfo=UTC)
 ALL_TIME = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
@@ -33,7 +33,7 @@ def service(settings: Settings, config: AppConfig) -> Iterator[InferenceService]
 
 
 def event(job: str, tokens: int, tenant: str = "acme", time: datetime = T0) -> UsageEvent:
-    return input_event(job, tenant, tokens, time)
+    return ledger_event(job, tenant, tokens, time)
 
 
 def hub_events(bodies: Sequence[str | bytes]) -> list[func.EventHubEvent]:

@@ -14,7 +14,6 @@ from functions.indexing import trigger
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.auth import Caller
-from shared.bootstrap import set_service
 from shared.config import Deployment, Meter
 from shared.errors import Conflict
 from shared.jobs import JobStatus, utcnow
@@ -27,11 +26,7 @@ ACME = Caller("acme")
 STORY = [{"role": "user", "content": "Tell me a story"}]  # greedy: 300+ tokens before an EOS
 
 
-@pytest.fixture(autouse=True)
-def installed(service: InferenceService) -> Iterator[None]:
-    set_service(service)
-    yield
-    set_service(None)
+pytestmark = pytest.mark.usefixtures("installed")  # the function objects call this test's service
 
 
 def chat_deployment(service: InferenceService) -> Deployment:

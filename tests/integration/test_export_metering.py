@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from shared.service import InferenceService
 from shared.settings import Settings
-from tests.conftest import ROOT, input_event
+from tests.conftest import ROOT, ledger_event
 
 
 def export(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -23,7 +23,7 @@ def test_export_writes_one_record_per_line_and_the_same_ids_again(
 ) -> None:
     hour = datetime(2024, 3, 31, 23, tzinfo=UTC)
     service.ledger.ingest(
-        [input_event(f"job-{tenant}", tenant, tokens, hour) for tenant, tokens in (("acme", 2500), ("globex", 40))]
+        [ledger_event(f"job-{tenant}", tenant, tokens, hour) for tenant, tokens in (("acme", 2500), ("globex", 40))]
     )
     first = export(settings, "--from", "2024-03-01", "--to", "2024-04-01")
     assert first.returncode == 0, first.stderr

@@ -15,7 +15,8 @@ from shared.adapters.sqlite.ledger import SqliteUsageLedger
 from shared.billing import Granularity, hour_of
 from shared.config import Meter
 from shared.ports import UsageLedger
-from shared.schemas.usage import UsageEvent, usage_event
+from shared.schemas.usage import UsageEvent
+from tests.conftest import ledger_event
 from tests.unit.billing_fakes import CONFIG
 
 T0 = datetime(2024, 1, 31, 20, tzinfo=UTC)
@@ -36,17 +37,7 @@ def event(
     meter: Meter = Meter.INPUT_TOKENS,
     mirrored: bool = False,
 ) -> UsageEvent:
-    return usage_event(
-        job_id=job,
-        tenant=tenant,
-        endpoint=deployment,
-        deployment=deployment,
-        model="m",
-        meter=meter,
-        tokens=tokens,
-        time=time,
-        mirrored=mirrored,
-    )
+    return ledger_event(job, tenant, tokens, time, deployment=deployment, meter=meter, mirrored=mirrored)
 
 
 def totals(ledger: UsageLedger, tenant: str | None = None) -> dict[tuple[str, str, str, datetime], int]:

@@ -5,7 +5,6 @@ and a script that can't be imported refused when its deployment loads."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,11 +24,7 @@ from tests.integration.test_worker import drain, pump, usage_bodies
 ACME = Caller("acme")
 
 
-@pytest.fixture(autouse=True)
-def installed(service: InferenceService) -> Iterator[None]:
-    set_service(service)
-    yield
-    set_service(None)
+pytestmark = pytest.mark.usefixtures("installed")  # the function objects call this test's service
 
 
 def score(service: InferenceService, body: dict) -> str:

@@ -4,7 +4,6 @@ keyed by tenant), the body the billing trigger parses, an unreachable namespace,
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
@@ -15,22 +14,18 @@ from functions.indexing import trigger
 from shared.adapters.azure.usage_stream import AzureUsageStream, build_batches, producer_from_settings, serialise
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.auth import Caller
-from shared.bootstrap import set_service
-from shared.config import Meter
 from shared.errors import StorageUnavailable
 from shared.jobs import JobStatus
-from shared.schemas.usage import UsageEvent, usage_event
+from shared.schemas.usage import UsageEvent
 from shared.service import InferenceService
 from shared.settings import Settings
+from tests.conftest import ledger_event
 
 T0 = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)
 
 
 def event(job: str, tenant: str = "acme", tokens: int = 12) -> UsageEvent:
-    return usage_event(
-        job_id=job, tenant=tenant, endpoint="all-MiniLM-L6-v2", deployment="all-MiniLM-L6-v2",
-        model="all-MiniLM-L6-v2", meter=Meter.INPUT_TOKENS, tokens=tokens, time=T0,
-    )  # fmt: skip
+    return ledger_event(job, tenant, tokens, T0, model="all-MiniLM-L6-v2")
 
 
 def events_in(batch: EventDataBatch) -> list[EventData]:
@@ -72,13 +67,6 @@ def unreachable_connection() -> str:
         f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;"
         "EntityPath=inferq-usage;UseDevelopmentEmulator=true"
     )
-
-
-@pytest.fixture
-def installed(service: InferenceService) -> Iterator[InferenceService]:
-    set_service(service)
-    yield service
-    set_service(None)
 
 
 def test_events_are_grouped_by_tenant_into_batches_keyed_by_it_and_split_when_full() -> None:

@@ -1,6 +1,5 @@
 """The queue worker through the function objects Azure indexes, on SQLite and the real model."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ from functions.local_runtime import QueuePump, UsageConsumer
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.auth import Caller
-from shared.bootstrap import poison_queue, set_service
+from shared.bootstrap import poison_queue
 from shared.errors import StorageUnavailable
 from shared.jobs import JobStatus
 from shared.schemas.messages import JobMessage
@@ -20,11 +19,7 @@ from tests.conftest import wait_for
 ACME = Caller("acme")
 
 
-@pytest.fixture(autouse=True)
-def installed(service: InferenceService) -> Iterator[None]:
-    set_service(service)
-    yield
-    set_service(None)
+pytestmark = pytest.mark.usefixtures("installed")  # the function objects call this test's service
 
 
 def pump(service: InferenceService, visibility_timeout_s: float = 30) -> QueuePump:

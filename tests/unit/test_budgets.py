@@ -7,7 +7,7 @@ import pytest
 
 from shared.budgets import BudgetGuard
 from shared.errors import QuotaExceeded, StorageUnavailable
-from tests.conftest import input_event
+from tests.conftest import ledger_event
 from tests.unit.billing_fakes import CONFIG, FakeUsageLedger
 
 NOW = datetime(2024, 2, 29, 23, 59, 30, tzinfo=UTC)  # 30 s before March
@@ -20,7 +20,7 @@ class Clocks:
 
 def spend(ledger: FakeUsageLedger, tenant: str, tokens: int, when: datetime = NOW) -> None:
     """At 0.0005 per 1K input tokens on "chat": 2,000,000 tokens cost 1.00."""
-    ledger.ingest([input_event(f"job-{len(ledger.ids)}", tenant, tokens, when, deployment="chat", model="c")])
+    ledger.ingest([ledger_event(f"job-{len(ledger.ids)}", tenant, tokens, when, deployment="chat", model="c")])
 
 
 @pytest.fixture
