@@ -36,7 +36,7 @@ model: $(STAMP)
 	$(BIN)/python scripts/fetch_model.py
 
 run: install model
-	$(BIN)/python -m functions.local_host
+	$(BIN)/python -m functions.local
 
 lint: install
 	$(BIN)/ruff check .

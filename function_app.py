@@ -2,8 +2,8 @@
 
 import azure.functions as func
 
-from functions import billing, worker
-from functions.http_api import app as http_api
+from functions.azure import billing, worker
+from functions.http.app import app as http_api
 
 app = func.AsgiFunctionApp(app=http_api, http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(worker.bp)

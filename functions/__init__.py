@@ -1,0 +1,1 @@
+"""The entry points: the HTTP API (`http`), the Azure Functions triggers (`azure`) and the local host (`local`)."""

@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.runners.embeddings import EmbeddingRunner  # noqa: E402
+from shared.runtimes.engines.onnx_embeddings import EmbeddingRunner  # noqa: E402
 from tests.conftest import KEYS, start_host, stop_host  # noqa: E402
 
 MODEL = ROOT / "models" / "all-MiniLM-L6-v2-int8"

@@ -23,7 +23,7 @@ import onnxruntime_genai as og
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.runners.generation import GenerationOptions, GenerationRunner  # noqa: E402
+from shared.runtimes.engines.genai import GenerationOptions, GenerationRunner  # noqa: E402
 from tests.conftest import start_host, stop_host  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Tell me a story"}]

@@ -21,11 +21,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared import billing_ingest  # noqa: E402
-from shared.adapters.sqlite.blobs import FileBlobStore  # noqa: E402
+from shared.adapters.files import FileBlobStore  # noqa: E402
 from shared.adapters.sqlite.db import SqliteDatabase  # noqa: E402
 from shared.adapters.sqlite.ledger import SqliteUsageLedger  # noqa: E402
-from shared.config import Meter  # noqa: E402
+from shared.application import usage_ingest as billing_ingest  # noqa: E402
+from shared.domain.config import Meter  # noqa: E402
 from shared.schemas.usage import UsageEvent, usage_event  # noqa: E402
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

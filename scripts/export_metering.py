@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from shared.auth import Caller  # noqa: E402
 from shared.bootstrap import bootstrap  # noqa: E402
-from shared.errors import InferqError  # noqa: E402
+from shared.domain.auth import Caller  # noqa: E402
+from shared.domain.errors import InferqError  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 
 OPERATOR = Caller(tenant="", is_admin=True)  # whoever can read the ledger's files is the operator

@@ -8,20 +8,20 @@ import time
 from collections.abc import Callable
 from functools import cache, lru_cache
 
+from shared.adapters.files import FileBlobStore
 from shared.adapters.model_source import ModelSources
-from shared.adapters.sqlite.blobs import FileBlobStore
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.jobs import SqliteJobStore
 from shared.adapters.sqlite.ledger import SqliteUsageLedger
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.stats import SqliteDeploymentStats
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
+from shared.application.gateway import InferenceService
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
-from shared.config import AppConfig, load_config
-from shared.errors import ConfigError
-from shared.ports import BlobStore, DeploymentStats, JobQueue, JobStore, ModelSource, UsageLedger, UsageStream
-from shared.runners.pool import RunnerPool
-from shared.service import InferenceService
+from shared.domain.config import AppConfig, load_config
+from shared.domain.errors import ConfigError
+from shared.domain.ports import BlobStore, DeploymentStats, JobQueue, JobStore, ModelSource, UsageLedger, UsageStream
+from shared.runtimes.registry import RunnerPool
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

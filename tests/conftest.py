@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.auth import hash_key
+from shared.application.gateway import InferenceService
 from shared.bootstrap import bootstrap, set_service
-from shared.config import AppConfig, Meter, load_config
+from shared.domain.auth import hash_key
+from shared.domain.config import AppConfig, Meter, load_config
 from shared.schemas.usage import UsageEvent, usage_event
-from shared.service import InferenceService
 from shared.settings import Settings
 from tests.azurite import azurite  # noqa: F401  (the session's Azurite, for the Azure adapter tests)
 
@@ -104,7 +104,7 @@ def start_host(tmp_path: Path, env: dict[str, str] | None = None, config: Path |
     }
     with log_path.open("wb") as log_file:  # the child keeps its own handle
         process = subprocess.Popen(
-            [sys.executable, "-m", "functions.local_host"],
+            [sys.executable, "-m", "functions.local"],
             cwd=ROOT,
             env=full_env,
             stdout=log_file,
@@ -175,7 +175,7 @@ def ledger_event(
 
 @pytest.fixture
 def installed(service: InferenceService) -> Iterator[InferenceService]:
-    """The service the function objects (`functions.indexing.trigger`) call, for the test's duration."""
+    """The service the function objects (`functions.azure.indexing.trigger`) call, for the test's duration."""
     set_service(service)
     yield service
     set_service(None)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from shared.errors import ConfigError
+from shared.domain.errors import ConfigError
 from shared.settings import Settings
 
 CACHE_DIR = ".cache"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ConfigError, StorageUnavailable
+from shared.domain.errors import ConfigError, StorageUnavailable
 
 
 def split_s3_url(source: str) -> tuple[str, str]:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from shared.config import Meter
+from shared.domain.config import Meter
 
 # Far above any real request; a bigger count is a bad event (dead-lettered), not a 64-bit overflow in the ledger.
 MAX_EVENT_TOKENS = 10**12

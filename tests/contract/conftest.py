@@ -15,13 +15,13 @@ from shared.adapters.azure.jobs import AzureJobStore
 from shared.adapters.azure.ledger import AzureUsageLedger
 from shared.adapters.azure.queue import AzureJobQueue
 from shared.adapters.azure.stats import AzureDeploymentStats
-from shared.adapters.sqlite.blobs import FileBlobStore
+from shared.adapters.files import FileBlobStore
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.jobs import SqliteJobStore
 from shared.adapters.sqlite.ledger import SqliteUsageLedger
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.stats import SqliteDeploymentStats
-from shared.ports import BlobStore, DeploymentStats, JobQueue, JobStore, UsageLedger
+from shared.domain.ports import BlobStore, DeploymentStats, JobQueue, JobStore, UsageLedger
 from tests.azurite import Azurite, unique
 
 

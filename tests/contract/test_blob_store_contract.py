@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.sqlite.blobs import FileBlobStore
-from shared.errors import NotFound, StorageUnavailable
-from shared.ports import BlobStore
+from shared.adapters.files import FileBlobStore
+from shared.domain.errors import NotFound, StorageUnavailable
+from shared.domain.ports import BlobStore
 
 
 def test_put_get_overwrite_delete(blobs: BlobStore) -> None:

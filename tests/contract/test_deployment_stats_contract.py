@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.ports import DeploymentStats, JobOutcome
+from shared.domain.ports import DeploymentStats, JobOutcome
 
 T0 = datetime(2024, 5, 1, 10, 59, 59, 999_000, tzinfo=UTC)
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.config import Meter
-from shared.errors import ConcurrencyConflict, Conflict
-from shared.jobs import Job, JobError, JobStatus
-from shared.ports import JobStore
+from shared.domain.config import Meter
+from shared.domain.errors import ConcurrencyConflict, Conflict
+from shared.domain.jobs import Job, JobError, JobStatus
+from shared.domain.ports import JobStore
 from shared.schemas.usage import usage_event
 
 

@@ -8,8 +8,8 @@ import time
 
 import azure.functions as func
 
-from functions.local_runtime import QueuePump
-from shared.ports import JobQueue, ReceivedMessage
+from functions.local.runtime import QueuePump
+from shared.domain.ports import JobQueue, ReceivedMessage
 from tests.conftest import wait_for
 from tests.contract.conftest import Queues
 

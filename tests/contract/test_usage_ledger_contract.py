@@ -7,8 +7,8 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from shared.config import Meter
-from shared.ports import IngestResult, UsageLedger
+from shared.domain.config import Meter
+from shared.domain.ports import IngestResult, UsageLedger
 from shared.schemas.usage import UsageEvent
 from tests.conftest import ledger_event
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.auth import hash_key
-from shared.billing import next_month_start
+from shared.domain.auth import hash_key
+from shared.domain.billing import next_month_start
 from tests.conftest import ADMIN_KEY, KEYS, RunningHost, start_host, stop_host, wait_for, write_config
 
 pytestmark = pytest.mark.e2e

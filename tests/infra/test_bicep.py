@@ -192,7 +192,7 @@ def test_queue_role_covers_the_job_queue_and_the_poison_queue(templates: Templat
 
 
 def test_function_app_bindings_and_templates_agree(infra: InfraNames) -> None:
-    from functions.indexing import indexed  # a broken import deploys as "0 functions found": fail here instead
+    from functions.azure.indexing import indexed  # a broken import deploys as "0 functions found": fail here instead
 
     app_bindings = function_bindings(indexed().values())
     assert consistency_problems(infra, names, app_bindings) == []
@@ -358,7 +358,7 @@ def _lifecycle_rules(templates: Templates) -> list[dict[str, Any]]:
 def _claim_check_key(tmp_path: Path) -> str:
     """Where the service really puts a claim-checked payload (a request over the inline threshold)."""
     from shared.bootstrap import bootstrap
-    from shared.jobs import Job
+    from shared.domain.jobs import Job
     from shared.settings import Settings
 
     settings = Settings(_env_file=None, data_dir=tmp_path, inline_payload_max_bytes=16)
@@ -371,8 +371,9 @@ def _claim_check_key(tmp_path: Path) -> str:
 def test_lifecycle_rule_sweeps_only_stream_chunks_and_claim_check_payloads(
     templates: Templates, tmp_path: Path
 ) -> None:
-    from shared import billing_ingest, streams
     from shared.adapters.azure.jobs import RESULTS_PREFIX
+    from shared.application import streams
+    from shared.application import usage_ingest as billing_ingest
     from shared.settings import Settings
 
     (rule,) = _lifecycle_rules(templates)

@@ -21,7 +21,7 @@ from shared.adapters.azure.usage_stream import AzureUsageStream
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
 from shared.bootstrap import bootstrap, poison_queue
-from shared.errors import ConfigError
+from shared.domain.errors import ConfigError
 from shared.settings import Settings
 from tests.azurite import Azurite
 from tests.conftest import ROOT

@@ -17,16 +17,16 @@ import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
-from functions.indexing import trigger
-from functions.local_runtime import QueuePump
+from functions.azure.indexing import trigger
+from functions.local.runtime import QueuePump
 from shared.adapters.azure.queue import MAX_MESSAGE_BYTES, AzureJobQueue
-from shared.auth import Caller
+from shared.application.gateway import InferenceService
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
 from shared.bootstrap import bootstrap, poison_queue, set_service
-from shared.errors import NotFound
-from shared.jobs import JobStatus
+from shared.domain.auth import Caller
+from shared.domain.errors import NotFound
+from shared.domain.jobs import JobStatus
 from shared.schemas.messages import JobMessage
-from shared.service import InferenceService
 from shared.settings import Settings
 from tests.azurite import Azurite
 from tests.conftest import wait_for

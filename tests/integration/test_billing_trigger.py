@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 import pytest
 
-from functions.indexing import bindings, trigger
-from functions.local_runtime import UsageConsumer
-from shared import billing_ingest
+from functions.azure.indexing import bindings, trigger
+from functions.local.runtime import UsageConsumer
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
+from shared.application import usage_ingest as billing_ingest
+from shared.application.gateway import InferenceService
 from shared.bootstrap import bootstrap, set_service
-from shared.config import AppConfig
-from shared.errors import StorageUnavailable
-from shared.ports import IngestResult, UsageLedger, UsageTotal
+from shared.domain.config import AppConfig
+from shared.domain.errors import StorageUnavailable
+from shared.domain.ports import IngestResult, UsageLedger, UsageTotal
 from shared.schemas.usage import UsageEvent
-from shared.service import InferenceService
 from shared.settings import Settings
 from tests.conftest import ledger_event
 

@@ -10,13 +10,13 @@ import httpx
 import pytest
 import uvicorn
 
-from functions import http_api
-from functions.local_host import LocalHost
-from shared.auth import Caller
+from functions.http import app as http_api
+from functions.local.host import LocalHost
+from shared.application.gateway import InferenceService
 from shared.bootstrap import set_service
-from shared.config import Meter
-from shared.jobs import JobStatus
-from shared.service import InferenceService
+from shared.domain.auth import Caller
+from shared.domain.config import Meter
+from shared.domain.jobs import JobStatus
 from tests.conftest import KEYS, free_port, wait_for
 from tests.integration.test_chat_worker import STORY, Gated
 

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from functions.indexing import trigger
+from functions.azure.indexing import trigger
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
-from shared.auth import Caller
-from shared.config import Deployment, Meter
-from shared.errors import Conflict
-from shared.jobs import JobStatus, utcnow
-from shared.runners.generation import Generation, GenerationOptions, GenerationRunner
-from shared.service import InferenceService
-from shared.streams import chunk_key, read_chunks
+from shared.application.gateway import InferenceService
+from shared.application.streams import chunk_key, read_chunks
+from shared.domain.auth import Caller
+from shared.domain.config import Deployment, Meter
+from shared.domain.errors import Conflict
+from shared.domain.jobs import JobStatus, utcnow
+from shared.runtimes.engines.genai import Generation, GenerationOptions, GenerationRunner
 from tests.integration.test_worker import drain, pump
 
 ACME = Caller("acme")

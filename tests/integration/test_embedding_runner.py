@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from shared.runners.embeddings import EmbeddingRunner
+from shared.runtimes.engines.onnx_embeddings import EmbeddingRunner
 from tests.conftest import MODEL_DIR
 
 

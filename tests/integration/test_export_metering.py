@@ -6,7 +6,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
-from shared.service import InferenceService
+from shared.application.gateway import InferenceService
 from shared.settings import Settings
 from tests.conftest import ROOT, ledger_event
 

@@ -1,6 +1,6 @@
 """What Azure indexes: the functions and their bindings, read through `app.get_functions()`."""
 
-from functions.indexing import bindings, indexed
+from functions.azure.indexing import bindings, indexed
 from shared import bindings as names
 
 

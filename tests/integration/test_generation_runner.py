@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.runners.generation import GenerationOptions, GenerationRunner
-from shared.runners.prompts import PromptCounter
+from shared.runtimes.engines.genai import GenerationOptions, GenerationRunner
+from shared.runtimes.engines.prompts import PromptCounter
 from tests.conftest import CHAT_MODEL_DIR, ROOT
 
 
@@ -98,7 +98,7 @@ def test_concurrent_generations_do_not_share_a_generator(runner: GenerationRunne
 def test_the_http_edge_counts_prompt_tokens_without_loading_genai_or_onnxruntime() -> None:
     code = (
         "import sys, function_app\n"
-        "from shared.runners.prompts import PromptCounter\n"
+        "from shared.runtimes.engines.prompts import PromptCounter\n"
         f"c = PromptCounter(__import__('pathlib').Path({str(CHAT_MODEL_DIR)!r}))\n"
         "assert c.count_chat([{'role': 'user', 'content': 'hi'}]) > 0\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnxruntime', 'onnxruntime_genai')))\n"

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from functions.http_api import app
+from functions.http.app import app
+from shared.application.gateway import InferenceService
 from shared.bootstrap import set_service
-from shared.errors import StorageUnavailable
-from shared.jobs import JobStatus
-from shared.service import InferenceService
+from shared.domain.errors import StorageUnavailable
+from shared.domain.jobs import JobStatus
 from tests.conftest import KEYS
 
 ASYNC = {"api-key": KEYS["acme"], "Prefer": "respond-async", "content-type": "application/json"}
@@ -98,7 +98,7 @@ def test_a_claim_check_payload_that_cannot_be_stored_fails_its_job(
 
 
 def service_job_id(service: InferenceService, key: str) -> str:
-    from shared.jobs import new_job_id
+    from shared.domain.jobs import new_job_id
 
     return new_job_id("acme", key)
 
@@ -139,7 +139,7 @@ def test_a_sync_request_whose_job_is_cancelled_meanwhile_gets_409_in_the_error_s
 ) -> None:
     import threading
 
-    from shared.auth import Caller
+    from shared.domain.auth import Caller
     from tests.conftest import wait_for
 
     job_id = service_job_id(service, "cancel-me")
@@ -163,7 +163,7 @@ def test_a_sync_request_whose_job_the_worker_refuses_as_bad_input_gets_the_422_s
 ) -> None:
     import threading
 
-    from shared.errors import ConfigError
+    from shared.domain.errors import ConfigError
     from tests.conftest import wait_for
 
     def no_counter(deployment: object) -> None:

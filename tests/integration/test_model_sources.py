@@ -14,9 +14,9 @@ from azure.storage.blob import BlobServiceClient
 from moto.server import ThreadedMotoServer
 
 from shared.adapters.model_source import ModelSources, version_key
-from shared.config import load_config
-from shared.errors import ConfigError
-from shared.runners.pool import RunnerPool
+from shared.domain.config import load_config
+from shared.domain.errors import ConfigError
+from shared.runtimes.registry import RunnerPool
 from shared.settings import Settings
 from tests.azurite import Azurite, unique
 from tests.conftest import MODEL_DIR, free_port, write_config

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from functions.http_api import app
-from functions.local_host import LocalHost
-from shared.auth import hash_key
+from functions.http.app import app
+from functions.local.host import LocalHost
+from shared.application.gateway import InferenceService
 from shared.bootstrap import bootstrap, set_service
-from shared.config import load_config
-from shared.service import InferenceService
+from shared.domain.auth import hash_key
+from shared.domain.config import load_config
 from shared.settings import Settings
 from tests.conftest import KEYS, write_config
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from shared.auth import Caller
+from shared.application.gateway import InferenceService
 from shared.bootstrap import bootstrap
-from shared.config import load_config
-from shared.errors import Conflict, NotFound
+from shared.domain.auth import Caller
+from shared.domain.config import load_config
+from shared.domain.errors import Conflict, NotFound
 from shared.schemas.messages import JobMessage
-from shared.service import InferenceService
 from shared.settings import Settings
 from tests.conftest import CHAT_MODEL_DIR, write_config
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.auth import Caller
+from shared.application.gateway import InferenceService
 from shared.bootstrap import bootstrap, set_service
-from shared.config import RunnerKind, load_config
-from shared.errors import ConfigError, ScriptError
-from shared.jobs import JobStatus, utcnow
-from shared.runners.scoring import ScoringScript
-from shared.service import InferenceService
+from shared.domain.auth import Caller
+from shared.domain.config import RunnerKind, load_config
+from shared.domain.errors import ConfigError, ScriptError
+from shared.domain.jobs import JobStatus, utcnow
+from shared.runtimes.engines.scoring_script import ScoringScript
 from shared.settings import Settings
 from tests.conftest import write_config
 from tests.integration.test_worker import drain, pump, usage_bodies

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from functions.http_api import app
+from functions.http.app import app
+from shared.application.gateway import InferenceService
 from shared.bootstrap import set_service
-from shared.config import Meter
+from shared.domain.config import Meter
 from shared.schemas.usage import usage_event
-from shared.service import InferenceService
 from tests.conftest import ADMIN_KEY, KEYS
 
 DEPLOYMENT = "all-MiniLM-L6-v2"

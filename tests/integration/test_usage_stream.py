@@ -10,14 +10,14 @@ import azure.functions as func
 import pytest
 from azure.eventhub import EventData, EventDataBatch
 
-from functions.indexing import trigger
+from functions.azure.indexing import trigger
 from shared.adapters.azure.usage_stream import AzureUsageStream, build_batches, producer_from_settings, serialise
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
-from shared.auth import Caller
-from shared.errors import StorageUnavailable
-from shared.jobs import JobStatus
+from shared.application.gateway import InferenceService
+from shared.domain.auth import Caller
+from shared.domain.errors import StorageUnavailable
+from shared.domain.jobs import JobStatus
 from shared.schemas.usage import UsageEvent
-from shared.service import InferenceService
 from shared.settings import Settings
 from tests.conftest import ledger_event
 

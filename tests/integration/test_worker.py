@@ -4,16 +4,16 @@ from typing import Any
 
 import pytest
 
-from functions.indexing import trigger
-from functions.local_runtime import QueuePump, UsageConsumer
+from functions.azure.indexing import trigger
+from functions.local.runtime import QueuePump, UsageConsumer
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
-from shared.auth import Caller
+from shared.application.gateway import InferenceService
 from shared.bootstrap import poison_queue
-from shared.errors import StorageUnavailable
-from shared.jobs import JobStatus
+from shared.domain.auth import Caller
+from shared.domain.errors import StorageUnavailable
+from shared.domain.jobs import JobStatus
 from shared.schemas.messages import JobMessage
-from shared.service import InferenceService
 from tests.conftest import wait_for
 
 ACME = Caller("acme")

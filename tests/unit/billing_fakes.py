@@ -6,10 +6,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-from shared.billing import hour_of
-from shared.config import AppConfig
-from shared.errors import NotFound
-from shared.ports import IngestResult, UsageTotal
+from shared.domain.billing import hour_of
+from shared.domain.config import AppConfig
+from shared.domain.errors import NotFound
+from shared.domain.ports import IngestResult, UsageTotal
 from shared.schemas.usage import UsageEvent
 
 CONFIG = AppConfig.model_validate(

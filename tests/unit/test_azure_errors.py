@@ -16,7 +16,7 @@ from azure.eventhub.exceptions import ConnectError, EventHubError
 
 from shared.adapters.azure.errors import translated
 from shared.adapters.azure.tables import table_key
-from shared.errors import ConcurrencyConflict, Conflict, InferqError, NotFound, StorageUnavailable
+from shared.domain.errors import ConcurrencyConflict, Conflict, InferqError, NotFound, StorageUnavailable
 
 
 def http_error(status: int) -> HttpResponseError:

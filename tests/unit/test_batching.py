@@ -3,7 +3,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from shared.runners.batching import MicroBatcher
+from shared.runtimes.batching import MicroBatcher
 
 
 def test_concurrent_calls_are_merged_and_answered_in_order() -> None:

@@ -6,8 +6,8 @@ from fractions import Fraction
 
 import pytest
 
-from shared import billing
-from shared.billing import Granularity
+from shared.domain import billing
+from shared.domain.billing import Granularity
 
 
 def test_quantities_are_exact_thousandths_of_integer_tokens() -> None:

@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared import billing_ingest
-from shared.config import Meter
-from shared.errors import StorageUnavailable
+from shared.application import usage_ingest as billing_ingest
+from shared.domain.config import Meter
+from shared.domain.errors import StorageUnavailable
 from shared.schemas.usage import usage_event
 from tests.unit.billing_fakes import FakeUsageLedger, MemoryBlobStore
 

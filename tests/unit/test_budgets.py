@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.budgets import BudgetGuard
-from shared.errors import QuotaExceeded, StorageUnavailable
+from shared.application.budgets import BudgetGuard
+from shared.domain.errors import QuotaExceeded, StorageUnavailable
 from tests.conftest import ledger_event
 from tests.unit.billing_fakes import CONFIG, FakeUsageLedger
 

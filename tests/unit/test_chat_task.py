@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.config import Deployment, Meter, ModelSpec, RunnerKind
-from shared.errors import InvalidInput, NotFound
-from shared.jobs import Job, JobError, JobStatus
-from shared.runners.generation import Generation, GenerationOptions
+from shared.application.streams import Cadence, StreamChunk, StreamWriter, chunk_key, read_chunks
+from shared.domain.config import Deployment, Meter, ModelSpec, RunnerKind
+from shared.domain.errors import InvalidInput, NotFound
+from shared.domain.jobs import Job, JobError, JobStatus
+from shared.runtimes import chat
+from shared.runtimes.engines.genai import Generation, GenerationOptions
 from shared.schemas.chat import ChatCompletionsRequest, CompletionsRequest
-from shared.streams import Cadence, StreamChunk, StreamWriter, chunk_key, read_chunks
-from shared.tasks import chat
 from tests.unit.test_generation import EOS, LIMITS, Pieces, ScriptedGenerator
 
 DEPLOYMENT = Deployment(

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.auth import KeyDirectory, hash_key
-from shared.config import AppConfig, load_config
-from shared.errors import AuthError, ConfigError, NotFound
+from shared.domain.auth import KeyDirectory, hash_key
+from shared.domain.config import AppConfig, load_config
+from shared.domain.errors import AuthError, ConfigError, NotFound
 from tests.conftest import write_config
 
 

@@ -3,10 +3,10 @@
 
 from datetime import UTC, datetime, timedelta
 
-from shared import deployment_stats
-from shared.config import Meter
-from shared.jobs import Job, JobError, JobStatus
-from shared.ports import JobOutcome
+from shared.domain import deployment_stats
+from shared.domain.config import Meter
+from shared.domain.jobs import Job, JobError, JobStatus
+from shared.domain.ports import JobOutcome
 from shared.schemas.usage import usage_event
 from tests.unit.billing_fakes import CONFIG
 

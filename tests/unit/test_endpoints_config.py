@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import load_config
-from shared.errors import ConfigError
+from shared.domain.config import load_config
+from shared.domain.errors import ConfigError
 from tests.conftest import MODEL_DIR, write_config
 
 

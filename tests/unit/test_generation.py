@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.errors import ModelError
-from shared.runners.generation import Generation, GenerationOptions, ModelLimits, _first_stop, _stop_prefix_length
+from shared.domain.errors import ModelError
+from shared.runtimes.engines.genai import Generation, GenerationOptions, ModelLimits, _first_stop, _stop_prefix_length
 
 EOS = 4
 LIMITS = ModelLimits(context_length=64, eos_token_ids=(EOS, 2))

@@ -1,7 +1,7 @@
 import pytest
 
-from shared.errors import Conflict
-from shared.jobs import TERMINAL, Job, JobStatus, new_job_id
+from shared.domain.errors import Conflict
+from shared.domain.jobs import TERMINAL, Job, JobStatus, new_job_id
 
 
 def test_a_job_moves_through_its_states() -> None:
@@ -33,7 +33,7 @@ def test_an_idempotency_key_names_one_job_per_tenant() -> None:
 
 
 def test_usage_is_recorded_once_on_a_job_stopped_mid_work_and_its_state_stays() -> None:
-    from shared.config import Meter
+    from shared.domain.config import Meter
     from shared.schemas.usage import usage_event
 
     cancelled = Job.new("j", "t", "d").to(JobStatus.RUNNING).to(JobStatus.CANCELLED)

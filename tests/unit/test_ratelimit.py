@@ -3,10 +3,10 @@ and buckets that are full again a minute after they were emptied."""
 
 import pytest
 
-from functions.response_headers import duration, rate_headers
-from shared.config import Deployment, Tenant
-from shared.errors import RateLimited
-from shared.ratelimit import RateLimiter, estimate_tokens
+from functions.http.headers import duration, rate_headers
+from shared.domain.config import Deployment, Tenant
+from shared.domain.errors import RateLimited
+from shared.domain.ratelimit import RateLimiter, estimate_tokens
 
 
 class Clock:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import AppConfig, RunnerKind, load_config
-from shared.errors import InvalidInput, NotFound
-from shared.routing import Router
+from shared.domain.config import AppConfig, RunnerKind, load_config
+from shared.domain.errors import InvalidInput, NotFound
+from shared.domain.routing import Router
 from tests.conftest import write_config
 from tests.unit.test_endpoints_config import BLUE_GREEN, config_with
 

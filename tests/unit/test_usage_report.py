@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from shared import metering, usage_report
-from shared.billing import Granularity
-from shared.errors import InvalidInput
-from shared.ports import UsageTotal
+from shared.domain import metering, usage_report
+from shared.domain.billing import Granularity
+from shared.domain.errors import InvalidInput
+from shared.domain.ports import UsageTotal
 from tests.unit.billing_fakes import CONFIG
 
 H = datetime(2024, 1, 31, 23, tzinfo=UTC)  # the last hour of January

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
 from shared.adapters.azure.errors import translated
-from shared.errors import ConfigError
+from shared.domain.errors import ConfigError
 from shared.settings import Settings
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
-from shared.errors import ConcurrencyConflict, Conflict, NotFound, StorageUnavailable
+from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound, StorageUnavailable
 
 
 @contextmanager

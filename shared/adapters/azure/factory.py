@@ -13,7 +13,7 @@ from shared.adapters.azure.queue import MAX_INLINE_PAYLOAD_BYTES, AzureJobQueue
 from shared.adapters.azure.stats import AzureDeploymentStats
 from shared.adapters.azure.usage_stream import AzureUsageStream
 from shared.bindings import JOB_QUEUE, JOBS_TABLE, LEDGER_TABLE, PAYLOAD_CONTAINER, POISON_QUEUE, STATS_TABLE
-from shared.errors import ConfigError
+from shared.domain.errors import ConfigError
 from shared.settings import Settings
 
 

@@ -30,8 +30,8 @@ from shared.adapters.azure.blobs import AzureBlobStore
 from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.errors import translated
 from shared.adapters.azure.tables import table_key
-from shared.errors import ConcurrencyConflict, NotFound, StorageUnavailable
-from shared.jobs import Job
+from shared.domain.errors import ConcurrencyConflict, NotFound, StorageUnavailable
+from shared.domain.jobs import Job
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableEntity

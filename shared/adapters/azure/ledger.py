@@ -22,9 +22,9 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.errors import translated
 from shared.adapters.azure.tables import as_int, int64, table_key
-from shared.billing import hour_of
-from shared.errors import ConcurrencyConflict, NotFound
-from shared.ports import IngestResult, UsageTotal
+from shared.domain.billing import hour_of
+from shared.domain.errors import ConcurrencyConflict, NotFound
+from shared.domain.ports import IngestResult, UsageTotal
 from shared.schemas.usage import UsageEvent
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from azure.storage.blob import BlobClient
 
 from shared.adapters.azure.connection import CLIENT_OPTIONS, StorageConnection, default_credential
 from shared.adapters.azure.errors import translated
-from shared.errors import ConfigError, NotFound
+from shared.domain.errors import ConfigError, NotFound
 from shared.settings import Settings
 
 

@@ -18,8 +18,8 @@ from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.errors import status_of, translated
-from shared.errors import StorageUnavailable
-from shared.ports import ReceivedMessage
+from shared.domain.errors import StorageUnavailable
+from shared.domain.ports import ReceivedMessage
 
 if TYPE_CHECKING:
     from azure.core.pipeline import PipelineResponse

@@ -13,8 +13,8 @@ from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.errors import translated
 from shared.adapters.azure.ledger import hour_text
 from shared.adapters.azure.tables import table_key
-from shared.deployment_stats import from_record, to_record
-from shared.ports import JobOutcome
+from shared.domain.deployment_stats import from_record, to_record
+from shared.domain.ports import JobOutcome
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient

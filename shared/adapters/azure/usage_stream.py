@@ -16,7 +16,7 @@ from azure.eventhub.exceptions import EventHubError
 from shared.adapters.azure.connection import default_credential, parse_connection_string
 from shared.adapters.azure.errors import translated
 from shared.bindings import USAGE_HUB
-from shared.errors import ConfigError, StorageUnavailable
+from shared.domain.errors import ConfigError, StorageUnavailable
 from shared.schemas.usage import UsageEvent
 from shared.settings import Settings
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shared.errors import StorageUnavailable
+from shared.domain.errors import StorageUnavailable
 
 
 class SqliteDatabase:

@@ -6,8 +6,8 @@ import sqlite3
 import uuid
 
 from shared.adapters.sqlite.db import SqliteDatabase
-from shared.errors import ConcurrencyConflict, Conflict
-from shared.jobs import Job
+from shared.domain.errors import ConcurrencyConflict, Conflict
+from shared.domain.jobs import Job
 
 
 class SqliteJobStore:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 from shared.adapters.sqlite.db import SqliteDatabase
-from shared.billing import EPOCH, HOUR, hour_index
-from shared.ports import IngestResult, UsageTotal
+from shared.domain.billing import EPOCH, HOUR, hour_index
+from shared.domain.ports import IngestResult, UsageTotal
 from shared.schemas.usage import UsageEvent
 
 # `hour` is the ISO text of the UTC hour ("2024-05-01T13:00:00+00:00"): fixed width, so text order is time order.

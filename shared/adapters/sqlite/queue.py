@@ -8,7 +8,7 @@ import uuid
 from dataclasses import replace
 
 from shared.adapters.sqlite.db import SqliteDatabase
-from shared.ports import ReceivedMessage
+from shared.domain.ports import ReceivedMessage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_messages (

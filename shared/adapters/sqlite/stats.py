@@ -7,8 +7,8 @@ import json
 from datetime import datetime
 
 from shared.adapters.sqlite.db import SqliteDatabase
-from shared.deployment_stats import from_record, to_record
-from shared.ports import JobOutcome
+from shared.domain.deployment_stats import from_record, to_record
+from shared.domain.ports import JobOutcome
 
 
 class SqliteDeploymentStats:

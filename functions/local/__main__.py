@@ -1,0 +1,3 @@
+from functions.local.host import main
+
+raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""The local host: the HTTP app under uvicorn, a queue pump and a usage consumer, all calling the function
+objects Azure indexes, on embedded SQLite. `make run` starts it."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from dataclasses import dataclass
+
+import uvicorn
+
+from functions.azure.indexing import trigger
+from functions.http import app as http_api
+from functions.local.runtime import Loop, QueuePump, UsageConsumer
+from shared.adapters.sqlite.usage_log import SqliteUsageLog
+from shared.application.gateway import InferenceService
+from shared.bootstrap import bootstrap, poison_queue, set_service
+from shared.domain.auth import hash_key
+from shared.domain.config import load_config
+from shared.domain.errors import ConfigError
+from shared.settings import Settings, get_settings
+
+
+@dataclass
+class LocalHost:
+    service: InferenceService
+    loops: list[Loop]
+    pumps: list[QueuePump]
+
+    @classmethod
+    def build(cls, service: InferenceService) -> LocalHost:
+        s = service.settings
+        wake = getattr(service.queue, "sent", None)
+        jobs = QueuePump(
+            service.queue,
+            trigger("run_job"),
+            poison=poison_queue(service),
+            max_dequeue_count=s.max_dequeue_count,
+            visibility_timeout_s=s.visibility_timeout_s,
+            concurrency=s.worker_concurrency,
+        )
+        poisoned = QueuePump(
+            poison_queue(service),
+            trigger("fail_poisoned_job"),
+            poison=None,
+            max_dequeue_count=s.max_dequeue_count,
+            visibility_timeout_s=s.visibility_timeout_s,
+            concurrency=1,
+        )
+        publish = trigger("publish_pending_usage")
+        replay = trigger("replay_kept_usage")
+        loops = [
+            Loop("job-pump", jobs.pump_once, s.poll_interval_s, wake=wake),
+            Loop("poison-pump", poisoned.pump_once, s.poll_interval_s * 10),
+            Loop("usage-publisher", lambda: publish(None) or 0, s.usage_publish_interval_s),
+            Loop("usage-replay", lambda: replay(None) or 0, s.usage_publish_interval_s),
+        ]
+        if isinstance(service.stream, SqliteUsageLog):
+            consumer = UsageConsumer(service.stream, trigger("bill_usage"))
+            loops.append(Loop("usage-consumer", consumer.consume_once, s.poll_interval_s * 4))
+        return cls(service, loops, [jobs, poisoned])
+
+    def start(self) -> None:
+        for loop in self.loops:
+            loop.start()
+
+    def stop(self) -> None:
+        for loop in self.loops:
+            loop.stop()
+        for pump in self.pumps:
+            pump.shutdown()
+
+
+def build_service(settings: Settings) -> tuple[InferenceService, str | None]:
+    """The service with the demo tenant's key added (from INFERQ_API_KEY, or generated and returned)."""
+    config = load_config(settings.config)
+    generated = None
+    demo = next((t for t in config.tenants if t.demo), None)
+    if demo is not None:
+        key = settings.api_key or (generated := "iq-" + secrets.token_urlsafe(24))
+        config = config.with_tenant_key(demo.name, hash_key(key))
+    return bootstrap(settings, config=config), generated
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    try:
+        service, generated = build_service(settings)
+        for deployment in service.config.deployments:  # load models now, not on the first request
+            service.runners.preload(deployment)
+    except ConfigError as exc:
+        print(f"inferq: {exc}", file=sys.stderr)
+        return 2
+    set_service(service)
+    host = LocalHost.build(service)
+    host.start()
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"inferq local host on {base} (data in {settings.data_dir}/)", flush=True)
+    if generated:
+        print(f"demo API key (set INFERQ_API_KEY to choose one): export INFERQ_API_KEY={generated}", flush=True)
+    try:
+        uvicorn.run(http_api.app, host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        host.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""Token streams between a worker and the HTTP function relaying them, through the BlobStore port: chunk i of a
+job is the blob `streams/{job_id}/{i:06d}`, written in order before the job reaches its terminal state.
+
+Chunks are deleted by whoever is last to need them: the HTTP side after relaying them, the worker when the
+stream was cancelled. Chunks of a relay that died with its HTTP instance remain: on Azure, a lifecycle rule on
+the `streams/` prefix (delete after a day) sweeps them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.domain.errors import NotFound
+from shared.domain.ports import BlobStore
+
+FLUSH_TOKENS = 16  # write a chunk after this many tokens...
+FLUSH_INTERVAL_S = 0.05  # ...or this long after the last one, whichever comes first
+
+
+def chunk_key(job_id: str, index: int) -> str:
+    return f"streams/{job_id}/{index:06d}"
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int  # generated so far, this chunk's tokens included
+
+    def dumps(self) -> bytes:
+        return json.dumps({"text": self.text, "p": self.prompt_tokens, "c": self.completion_tokens}).encode("utf-8")
+
+    @classmethod
+    def loads(cls, data: bytes) -> StreamChunk:
+        raw = json.loads(data)
+        return cls(text=raw["text"], prompt_tokens=raw["p"], completion_tokens=raw["c"])
+
+
+class Cadence:
+    """Says when it's time to act again: every `tokens` tokens or `interval_s` seconds."""
+
+    def __init__(
+        self,
+        tokens: int = FLUSH_TOKENS,
+        interval_s: float = FLUSH_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._tokens, self._interval_s, self._clock = tokens, interval_s, clock
+        self._count, self._last = 0, clock()
+
+    def tick(self) -> bool:
+        self._count += 1
+        if self._count >= self._tokens or self._clock() - self._last >= self._interval_s:
+            self._count, self._last = 0, self._clock()
+            return True
+        return False
+
+
+class StreamWriter:
+    """The worker side: buffers text pieces and writes them as the next chunk on `flush`."""
+
+    def __init__(self, blobs: BlobStore, job_id: str) -> None:
+        self._blobs, self._job_id = blobs, job_id
+        self._pending: list[str] = []
+        self._unflushed_tokens = 0
+        self.written = 0
+
+    def add(self, text: str) -> None:
+        self._pending.append(text)
+        self._unflushed_tokens += 1
+
+    def flush(self, prompt_tokens: int, completion_tokens: int) -> None:
+        if not self._unflushed_tokens:
+            return
+        chunk = StreamChunk("".join(self._pending), prompt_tokens, completion_tokens)
+        self._blobs.put(chunk_key(self._job_id, self.written), chunk.dumps())
+        self.written += 1
+        self._pending.clear()
+        self._unflushed_tokens = 0
+
+    def discard(self) -> None:
+        """Nobody will relay the rest (the stream was cancelled): delete what was written."""
+        delete_chunks(self._blobs, self._job_id, 0, self.written)
+
+
+def read_chunks(blobs: BlobStore, job_id: str, start: int) -> list[StreamChunk]:
+    """Chunks `start`, `start + 1`, ... up to the first one not written yet."""
+    chunks: list[StreamChunk] = []
+    while True:
+        try:
+            chunks.append(StreamChunk.loads(blobs.get(chunk_key(job_id, start + len(chunks)))))
+        except NotFound:
+            return chunks
+
+
+def delete_chunks(blobs: BlobStore, job_id: str, start: int, stop: int) -> None:
+    for index in range(start, stop):
+        blobs.delete(chunk_key(job_id, index))

@@ -1,0 +1,128 @@
+"""Ports: what the service needs from the outside world. Adapters live in `shared/adapters/`.
+
+Every adapter raises only domain errors (`shared.domain.errors`); foreign exceptions are translated at the boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from shared.domain.jobs import Job
+from shared.schemas.usage import UsageEvent
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    id: str
+    body: str
+    dequeue_count: int
+    receipt: str  # pop receipt: proves this receiver still owns the message
+
+
+class JobQueue(Protocol):
+    """Azure Storage Queue semantics: at-least-once, invisible while held, a dequeue count per delivery."""
+
+    name: str
+
+    def send(self, body: str) -> None: ...
+    def receive(self, max_messages: int, visibility_timeout_s: float) -> list[ReceivedMessage]: ...
+    def delete(self, message: ReceivedMessage) -> None: ...
+    def release(self, message: ReceivedMessage) -> None:
+        """Make the message visible again now (a failed delivery)."""
+        ...
+
+    def renew(self, message: ReceivedMessage, visibility_timeout_s: float) -> ReceivedMessage | None:
+        """Keep a held message invisible for another `visibility_timeout_s` (what the Functions host does while
+        an invocation runs); the message with its new receipt, or None if this receiver no longer holds it."""
+        ...
+
+
+class JobStore(Protocol):
+    def create(self, job: Job) -> Job:
+        """Store a new job; raises Conflict if the id exists."""
+        ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def replace(self, job: Job) -> Job:
+        """Write `job` if the stored etag still equals `job.etag`; raises ConcurrencyConflict otherwise."""
+        ...
+
+    def unpublished_usage(self, limit: int) -> list[Job]: ...
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes:
+        """Raises NotFound."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+    def list_keys(self, prefix: str, limit: int) -> list[str]:
+        """Up to `limit` keys that start with `prefix`, in key order (kept usage batches are found this way)."""
+        ...
+
+
+class UsageStream(Protocol):
+    def publish(self, events: Sequence[UsageEvent]) -> None:
+        """Publish, partitioned by tenant; raises StorageUnavailable when the stream can't take them now."""
+        ...
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    billed: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class UsageTotal:
+    period_start: datetime
+    tenant: str
+    deployment: str
+    meter: str
+    tokens: int
+
+
+class UsageLedger(Protocol):
+    def ingest(self, events: Sequence[UsageEvent]) -> IngestResult:
+        """Dedupe by event id and add to the hourly totals in one atomic step."""
+        ...
+
+    def hourly_totals(self, tenant: str | None, start: datetime, end: datetime) -> list[UsageTotal]: ...
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one job ended on its deployment: what the per-deployment view counts."""
+
+    job_id: str
+    tenant: str
+    endpoint: str
+    deployment: str
+    mirrored: bool
+    status: str  # the terminal status
+    error: str | None  # the error code of a job that did not succeed
+    finished_at: datetime
+    latency_ms: float  # accepted → finished
+    usage: Mapping[str, int] = field(default_factory=dict)  # meter → tokens (requests, for the requests meter)
+
+
+class DeploymentStats(Protocol):
+    def record(self, outcome: JobOutcome) -> None:
+        """Keep the outcome; recording a job again replaces its earlier outcome (a redelivery counts once)."""
+        ...
+
+    def outcomes(self, start: datetime, end: datetime) -> list[JobOutcome]:
+        """The outcomes of jobs that finished in [start, end)."""
+        ...
+
+
+class ModelSource(Protocol):
+    def fetch(self, source: str, files: dict[str, str]) -> Path:
+        """A local folder holding `files`, each verified against its sha256."""
+        ...

@@ -1,0 +1,103 @@
+"""Routing a request: `model` names an endpoint (the default one when absent); the `azureml-model-deployment`
+header picks a deployment behind it, or else the traffic weights do; mirrored deployments get a copy.
+
+The random draws come from an injected `random.Random`, so tests can seed them. A request that names its
+deployment by header is not mirrored (as on Azure ML: it is a test of that deployment, not live traffic).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+
+from shared.domain.config import AppConfig, Deployment, Endpoint, RunnerKind
+from shared.domain.errors import InvalidInput, NotFound
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: Endpoint
+    deployment: Deployment
+    mirrors: tuple[Deployment, ...] = ()
+    pinned: bool = False  # the header named the deployment
+
+
+class Router:
+    def __init__(self, config: AppConfig, rng: random.Random | None = None) -> None:
+        self.endpoints = config.all_endpoints()
+        self._by_name = {e.name.lower(): e for e in self.endpoints}
+        self._deployments = {d.name.lower(): d for d in config.deployments}
+        self._owner = {n.lower(): e for e in self.endpoints for n in e.deployment_names}
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()  # one draw sequence, whatever the threads: a seeded run is reproducible
+
+    @property
+    def default(self) -> Endpoint:
+        return self.endpoints[0]
+
+    def endpoint(self, name: str | None) -> Endpoint:
+        if name is None:
+            return self.default
+        found = self._by_name.get(name.lower())
+        if found is None:
+            known = ", ".join(e.name for e in self.endpoints)
+            raise NotFound(f"Unknown model {name!r}. Known: {known}.")
+        return found
+
+    def endpoint_of(self, deployment: str) -> str:
+        """The endpoint a deployment is behind; its own name once it left the config."""
+        owner = self._owner.get(deployment.lower())
+        return owner.name if owner is not None else deployment
+
+    def route(self, model: str | None, header: str | None, kind: RunnerKind | None = None) -> Route:
+        endpoint = self.endpoint(model)
+        self._check_kind(endpoint, kind, model)
+        if header:
+            return Route(endpoint, self._pinned(endpoint, header), pinned=True)
+        with self._lock:
+            draw = self._rng.randrange(100)
+            mirror_draws = [self._rng.randrange(100) for _ in endpoint.mirror]
+        mirrors = tuple(
+            self._deployments[name.lower()]
+            for (name, share), mirror_draw in zip(endpoint.mirror.items(), mirror_draws, strict=True)
+            if mirror_draw < share
+        )
+        return Route(endpoint, self._pick(endpoint, draw), mirrors)
+
+    def describe(self, model: str | None, header: str | None) -> Deployment:
+        """The deployment `/info` describes: the header's, or the one with the most traffic."""
+        endpoint = self.endpoint(model)
+        return self._pinned(endpoint, header) if header else self._deployments[endpoint.primary().lower()]
+
+    def direct(self, deployment: Deployment) -> Route:
+        """A route straight to a deployment (what the header does), for producers that name one."""
+        owner = self._owner.get(deployment.name.lower())
+        endpoint = owner or Endpoint(name=deployment.name, traffic={deployment.name: 100})
+        return Route(endpoint, deployment, pinned=True)
+
+    def deployments(self, endpoint: Endpoint) -> list[Deployment]:
+        return [self._deployments[n.lower()] for n in endpoint.deployment_names]
+
+    def _pick(self, endpoint: Endpoint, draw: int) -> Deployment:
+        for name, weight in endpoint.traffic.items():
+            if draw < weight:
+                return self._deployments[name.lower()]
+            draw -= weight
+        raise AssertionError(f"endpoint {endpoint.name}: traffic weights do not sum to 100")  # refused at load
+
+    def _pinned(self, endpoint: Endpoint, header: str) -> Deployment:
+        for name in endpoint.deployment_names:
+            if name.lower() == header.lower():
+                return self._deployments[name.lower()]
+        raise NotFound(
+            f"Deployment {header!r} is not behind endpoint {endpoint.name!r} "
+            f"(its deployments: {', '.join(endpoint.deployment_names)})."
+        )
+
+    def _check_kind(self, endpoint: Endpoint, kind: RunnerKind | None, model: str | None) -> None:
+        actual = self._deployments[endpoint.primary().lower()].kind  # an endpoint's deployments share a kind
+        if kind is not None and actual is not kind:
+            raise InvalidInput(
+                f"Model '{endpoint.name}' is a {actual} model, not {kind}.", loc=("body", "model"), input=model
+            )

@@ -1,0 +1,309 @@
+"""Chat and text completions: request checks (at the edge and again in the worker), the job's execution on a
+generation runner (writing stream chunks as it goes), and the OpenAI stream chunks the HTTP side relays."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import ValidationError
+
+from shared.application.streams import Cadence, StreamWriter, read_chunks
+from shared.domain.config import Deployment, Meter
+from shared.domain.errors import InvalidInput, ModelError
+from shared.domain.jobs import Job, JobError, JobStatus
+from shared.domain.ports import BlobStore
+from shared.runtimes.base import ExtraMode, TaskOutput, check_unicode, extras_allowed
+from shared.runtimes.engines.genai import Generation, GenerationOptions
+from shared.schemas.chat import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionsRequest,
+    CompletionsRequest,
+    TextChoice,
+    TextCompletion,
+    Usage,
+)
+
+Request = ChatCompletionsRequest | CompletionsRequest
+MAX_STOPS = 16
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Extra parameters the generation runner honours when they are passed through (genai search options).
+PASS_THROUGH: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "top_k": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer ≥ 1"),
+    "repetition_penalty": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+}
+
+
+class PromptTokens(Protocol):
+    """Counts prompt tokens at the edge (`shared.runtimes.engines.prompts.PromptCounter`)."""
+
+    context_length: int
+
+    def count_chat(self, messages: Sequence[dict[str, str]]) -> int | None: ...
+    def count_text(self, text: str) -> int: ...
+
+
+class Runner(Protocol):
+    """What a job needs of `shared.runtimes.engines.genai.GenerationRunner`."""
+
+    @property
+    def context_length(self) -> int: ...
+    def encode_chat(self, messages: Sequence[dict[str, str]]) -> np.ndarray: ...
+    def encode_text(self, text: str) -> np.ndarray: ...
+    def generate(self, input_ids: np.ndarray, options: GenerationOptions) -> Generation: ...
+
+
+def check(request: Request, deployment: Deployment, extra: ExtraMode, counter: PromptTokens | None) -> dict[str, Any]:
+    """The payload to queue, or InvalidInput naming the parameter the model can't honour."""
+    extras = extras_allowed(request, extra)
+    if extra == "pass-through":
+        _pass_through_options(extras, deployment)
+    payload = request.model_dump(exclude_none=True, exclude=set(extras) if extra != "pass-through" else set())
+    check_unicode(payload)  # before any tokenizer sees the text
+    if request.n not in (None, 1):
+        raise _unsupported(deployment, "n", request.n, "returns one choice per request")
+    if isinstance(request, ChatCompletionsRequest):
+        if request.tools:
+            raise _unsupported(deployment, "tools", request.tools, "has no tool calling")
+        if request.tool_choice not in (None, "none", "auto"):
+            raise _unsupported(deployment, "tool_choice", request.tool_choice, "has no tool calling")
+        if request.response_format is not None and request.response_format.type != "text":
+            raise _unsupported(
+                deployment, "response_format", request.response_format.type, "has no JSON mode; use type 'text'"
+            )
+    else:
+        if len(request.prompts) != 1:
+            raise InvalidInput(
+                "Send exactly one prompt per request.", loc=("body", "prompt"), input=len(request.prompts)
+            )
+        if not request.prompts[0]:
+            raise InvalidInput("prompt must not be empty", loc=("body", "prompt"), input=request.prompt)
+    if len(request.stops) > MAX_STOPS or not all(request.stops):
+        raise InvalidInput(f"stop takes 1 to {MAX_STOPS} non-empty strings.", loc=("body", "stop"), input=request.stop)
+    limit = request.token_limit
+    if limit is not None and limit > deployment.max_tokens:
+        name = "max_completion_tokens" if getattr(request, "max_completion_tokens", None) else "max_tokens"
+        raise InvalidInput(
+            f"Model '{deployment.name}' generates at most {deployment.max_tokens} tokens per request; "
+            f"got {name}={limit}.",
+            loc=("body", name),
+            input=limit,
+        )
+    if counter is not None:
+        if isinstance(request, ChatCompletionsRequest):
+            tokens = counter.count_chat(_template_messages(request))
+        else:
+            tokens = counter.count_text(request.prompts[0])
+        if tokens is not None:
+            check_context(tokens, counter.context_length, request)
+    return payload
+
+
+def check_context(prompt_tokens: int, context_length: int, request: Request) -> None:
+    """The prompt must leave room for at least one generated token."""
+    if prompt_tokens < context_length:
+        return
+    chat = isinstance(request, ChatCompletionsRequest)
+    name = "messages" if chat else "prompt"
+    raise InvalidInput(
+        f"This model's context is {context_length} tokens, and the {name} take {prompt_tokens} tokens"
+        f"{' with the chat template' if chat else ''}: at most {context_length - 1} leave room for a completion.",
+        loc=("body", name),
+        input={"prompt_tokens": prompt_tokens, "context_length": context_length},
+    )
+
+
+def parse(payload: dict[str, Any]) -> Request:
+    model: type[Request] = ChatCompletionsRequest if "messages" in payload else CompletionsRequest
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(f"invalid payload: {first['msg']}", loc=("body", *first["loc"])) from exc
+
+
+def execute(
+    job: Job,
+    payload: dict[str, Any],
+    deployment: Deployment,
+    runner: Runner,
+    blobs: BlobStore,
+    stopped: Callable[[], bool],
+) -> TaskOutput:
+    """Generate; with `stream`, write chunks as they come. `stopped()` says the job was cancelled meanwhile."""
+    request = parse(payload)
+    check(request, deployment, "pass-through", None)
+    if request.stream and job.attempts > 1 and (interrupted := _interrupted(job, blobs)):
+        return interrupted
+    if isinstance(request, ChatCompletionsRequest):
+        input_ids = runner.encode_chat(_template_messages(request))
+    else:
+        input_ids = runner.encode_text(request.prompts[0])
+    check_context(len(input_ids), runner.context_length, request)
+    max_new = min(request.token_limit or deployment.max_tokens, runner.context_length - len(input_ids))
+    generation = runner.generate(input_ids, _options(request, max_new))
+    writer = StreamWriter(blobs, job.id) if request.stream else None
+    cadence = Cadence()
+    pieces: list[str] = []
+    status: JobStatus = JobStatus.SUCCEEDED
+    error: JobError | None = None
+    try:
+        for piece in generation:
+            pieces.append(piece)
+            if writer is not None:
+                writer.add(piece)
+            if cadence.tick():
+                if writer is not None:
+                    writer.flush(generation.prompt_tokens, generation.completion_tokens)
+                if stopped():
+                    status = JobStatus.CANCELLED
+                    break
+    except ModelError as exc:
+        status, error = JobStatus.FAILED, JobError(code=exc.code, message=exc.message)
+    finally:
+        generation.close()
+    usage = _usage(generation.prompt_tokens, generation.completion_tokens)
+    if status is JobStatus.CANCELLED:
+        if writer is not None:
+            writer.discard()
+        return TaskOutput(None, usage, status)
+    if writer is not None:
+        writer.flush(generation.prompt_tokens, generation.completion_tokens)  # the rest, before the job ends
+    if status is JobStatus.FAILED:
+        return TaskOutput(None, usage, status, error)
+    return TaskOutput(_response(job, deployment, request, generation, "".join(pieces)).model_dump(), usage)
+
+
+def _response(
+    job: Job, deployment: Deployment, request: Request, generation: Generation, text: str
+) -> ChatCompletion | TextCompletion:
+    counts = Usage(
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        total_tokens=generation.prompt_tokens + generation.completion_tokens,
+    )
+    finish = generation.finish_reason or "length"
+    created, model = int(job.created_at.timestamp()), deployment.model_name
+    if isinstance(request, ChatCompletionsRequest):
+        choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=finish)
+        return ChatCompletion(id=job.id, created=created, model=model, choices=[choice], usage=counts)
+    choices = [TextChoice(text=text, finish_reason=finish)]
+    return TextCompletion(id=job.id, created=created, model=model, choices=choices, usage=counts)
+
+
+def _interrupted(job: Job, blobs: BlobStore) -> TaskOutput | None:
+    """A redelivered stream whose first worker died after writing chunks: the client has part of a text that
+    can't be continued, so the job fails, billing what the client got."""
+    written = read_chunks(blobs, job.id, 0)
+    if not written:
+        return None  # nothing reached the client: generate from the start
+    last = written[-1]
+    error = JobError(code="StreamInterrupted", message="the worker stopped mid-stream; send the request again")
+    return TaskOutput(None, _usage(last.prompt_tokens, last.completion_tokens), JobStatus.FAILED, error)
+
+
+@dataclass(frozen=True)
+class ChunkRenderer:
+    """The OpenAI stream chunks of one job: an opening (the role), content deltas, a closing (finish_reason,
+    then usage when asked), or an error event when the job did not succeed."""
+
+    chat: bool
+    id: str
+    created: int
+    model: str
+    include_usage: bool
+
+    @classmethod
+    def of(cls, request: Request, job: Job, deployment: Deployment) -> ChunkRenderer:
+        chat = isinstance(request, ChatCompletionsRequest)
+        return cls(chat, job.id, int(job.created_at.timestamp()), deployment.model_name, request.include_usage)
+
+    def opening(self) -> list[dict[str, Any]]:
+        return [self._chunk({"role": "assistant", "content": ""}, None)] if self.chat else []
+
+    def content(self, text: str) -> dict[str, Any]:
+        return self._chunk({"content": text} if self.chat else text, None)
+
+    def closing(self, job: Job) -> list[dict[str, Any]]:
+        if job.status is not JobStatus.SUCCEEDED or job.result is None:
+            error = job.error or JobError(code="Cancelled", message=f"the job is {job.status}")
+            return [{"error": {"code": error.code, "message": error.message}}]
+        finish = job.result["choices"][0]["finish_reason"]
+        chunks = [self._chunk({} if self.chat else "", finish)]
+        if self.include_usage:
+            chunks.append({**self._chunk({}, None), "choices": [], "usage": job.result["usage"]})
+        return chunks
+
+    def replay(self, job: Job) -> list[dict[str, Any]]:
+        """The whole stream of a finished job at once, from its result."""
+        assert job.result is not None
+        choice = job.result["choices"][0]
+        text = choice["message"]["content"] if self.chat else choice["text"]
+        return [*self.opening(), self.content(text), *self.closing(job)]
+
+    def _chunk(self, delta: dict[str, Any] | str, finish: str | None) -> dict[str, Any]:
+        if self.chat:
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": delta, "finish_reason": finish, "logprobs": None}
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+        }
+        return {**chunk, "usage": None} if self.include_usage else chunk
+
+
+def _template_messages(request: ChatCompletionsRequest) -> list[dict[str, str]]:
+    return [m.for_template() for m in request.messages]
+
+
+def _options(request: Request, max_new_tokens: int) -> GenerationOptions:
+    extras = request.model_extra or {}
+    return GenerationOptions(
+        max_new_tokens=max_new_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=extras.get("top_k"),
+        seed=request.seed,
+        repetition_penalty=extras.get("repetition_penalty"),
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        stop=tuple(request.stops),
+    )
+
+
+def _pass_through_options(extras: dict[str, Any], deployment: Deployment) -> None:
+    for name, value in extras.items():
+        if name not in PASS_THROUGH:
+            raise InvalidInput(
+                f"Parameter '{name}' is not supported by model '{deployment.name}' "
+                f"(it takes {', '.join(PASS_THROUGH)} passed through).",
+                loc=("body", name),
+                input=value,
+            )
+        valid, what = PASS_THROUGH[name]
+        if not valid(value):
+            raise InvalidInput(f"{name} must be {what}.", loc=("body", name), input=value)
+
+
+def _unsupported(deployment: Deployment, name: str, value: Any, why: str) -> InvalidInput:
+    return InvalidInput(
+        f"Model '{deployment.name}' {why}: '{name}' can't be honoured.", loc=("body", name), input=value
+    )
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[Meter, int]:
+    return {Meter.INPUT_TOKENS: prompt_tokens, Meter.OUTPUT_TOKENS: completion_tokens}
