@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write here instead of stdout")
     args = parser.parse_args(argv)
     try:
-        records = bootstrap(get_settings()).metering_records(OPERATOR, args.start, args.end, args.tenant)
+        records = bootstrap(get_settings()).billing.metering_records(OPERATOR, args.start, args.end, args.tenant)
     except InferqError as exc:
         print(f"export_metering: {exc.message}", file=sys.stderr)
         return 2

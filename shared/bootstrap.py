@@ -1,30 +1,70 @@
-"""The one place that builds the service from settings. Tests pass adapters in; nothing happens at import."""
+"""The one place that builds everything from settings: the adapters, the runtime registry and the three
+handlers (gateway, worker, billing). Tests pass adapters in; nothing connects or loads at import."""
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from shared.adapters.files import FileBlobStore
 from shared.adapters.model_source import ModelSources
+from shared.adapters.signals import InProcessJobSignals
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.jobs import SqliteJobStore
 from shared.adapters.sqlite.ledger import SqliteUsageLedger
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.stats import SqliteDeploymentStats
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
-from shared.application.gateway import InferenceService
+from shared.application.billing import Billing
+from shared.application.budgets import BudgetGuard
+from shared.application.gateway import Gateway
+from shared.application.worker import Worker
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
 from shared.domain.config import AppConfig, load_config
 from shared.domain.errors import ConfigError
-from shared.domain.ports import BlobStore, DeploymentStats, JobQueue, JobStore, ModelSource, UsageLedger, UsageStream
-from shared.runtimes.registry import RunnerPool
+from shared.domain.ports import (
+    BlobStore,
+    DeploymentStats,
+    JobQueue,
+    JobSignals,
+    JobStore,
+    ModelSource,
+    UsageLedger,
+    UsageLog,
+    UsageStream,
+)
+from shared.domain.routing import Router
+from shared.runtimes.registry import RuntimeRegistry
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Inferq:
+    """Everything one process runs: the handlers the entry points call, and the ports the hosts drive."""
+
+    settings: Settings
+    config: AppConfig
+    gateway: Gateway
+    worker: Worker
+    billing: Billing
+    registry: RuntimeRegistry
+    queue: JobQueue
+    poison: JobQueue  # where the Functions host moves a message after maxDequeueCount failed deliveries
+    store: JobStore
+    blobs: BlobStore
+    stream: UsageStream
+    ledger: UsageLedger
+    stats: DeploymentStats
+    signals: JobSignals
+    usage_log: UsageLog | None  # the embedded usage stream, which the local host consumes; None on Event Hubs
+    queue_sent: threading.Event | None  # set when a job is queued, so the local host's pump need not wait
 
 
 def bootstrap(
@@ -32,20 +72,26 @@ def bootstrap(
     *,
     config: AppConfig | None = None,
     queue: JobQueue | None = None,
+    poison: JobQueue | None = None,
     store: JobStore | None = None,
     blobs: BlobStore | None = None,
     stream: UsageStream | None = None,
     ledger: UsageLedger | None = None,
     stats: DeploymentStats | None = None,
     models: ModelSource | None = None,
+    signals: JobSignals | None = None,
     rng: random.Random | None = None,
     monotonic: Callable[[], float] = time.monotonic,
-) -> InferenceService:
+) -> Inferq:
+    config = config or load_config(settings.config)
+    db = cache(lambda: SqliteDatabase(settings.db_path))  # opened only if an embedded adapter is used
+    cross_process = settings.backend == "azure"
     if settings.backend == "azure":
         from shared.adapters.azure.factory import AzureAdapters  # the Azure SDKs load only for this backend
 
         azure = AzureAdapters.from_settings(settings)
         queue, store, blobs = queue or azure.queue, store or azure.store, blobs or azure.blobs
+        poison = poison or (azure.queue.poison_queue() if queue is azure.queue else None)
         ledger, stream, stats = ledger or azure.ledger, stream or azure.stream, stats or azure.stats
         if stream is None:
             log.warning(
@@ -54,44 +100,78 @@ def bootstrap(
             )
     elif settings.backend != "sqlite":
         raise ConfigError(f"INFERQ_BACKEND={settings.backend} is not available in this build")
-    db = cache(lambda: SqliteDatabase(settings.db_path))  # opened only if an embedded adapter is used
-    return InferenceService(
+    if queue is None:
+        embedded = SqliteJobQueue(db(), JOB_QUEUE)
+        queue, poison = embedded, poison or SqliteJobQueue(db(), POISON_QUEUE)
+    if poison is None:
+        raise ConfigError(f"no poison queue given for {type(queue).__name__}")
+    usage_log = None
+    if stream is None:
+        stream = usage_log = SqliteUsageLog(db(), settings.usage_partitions)
+    store = store or SqliteJobStore(db())
+    blobs = blobs or FileBlobStore(settings.data_dir / "blobs")
+    ledger = ledger or SqliteUsageLedger(db())
+    stats = stats or SqliteDeploymentStats(db())
+    signals = signals or InProcessJobSignals()
+    router = Router(
+        config, rng or (random.Random(settings.routing_seed) if settings.routing_seed is not None else None)
+    )
+    registry = RuntimeRegistry(settings, models or ModelSources.from_settings(settings))
+    gateway = Gateway(
         settings=settings,
-        config=config or load_config(settings.config),
-        queue=queue or SqliteJobQueue(db(), JOB_QUEUE),
-        store=store or SqliteJobStore(db()),
-        blobs=blobs or FileBlobStore(settings.data_dir / "blobs"),
-        stream=stream or SqliteUsageLog(db(), settings.usage_partitions),
-        ledger=ledger or SqliteUsageLedger(db()),
-        stats=stats or SqliteDeploymentStats(db()),
-        runners=RunnerPool(settings, models or ModelSources.from_settings(settings)),
-        rng=rng or (random.Random(settings.routing_seed) if settings.routing_seed is not None else None),
+        config=config,
+        router=router,
+        queue=queue,
+        store=store,
+        blobs=blobs,
+        signals=signals,
+        budgets=BudgetGuard(ledger, config, settings.budget_cache_s),
+        registry=registry,
+        cross_process=cross_process,
         monotonic=monotonic,  # the rate limiters' clock
+    )
+    worker = Worker(
+        settings=settings,
+        config=config,
+        router=router,
+        store=store,
+        blobs=blobs,
+        stream=stream,
+        stats=stats,
+        signals=signals,
+        registry=registry,
+    )
+    billing = Billing(settings=settings, config=config, router=router, ledger=ledger, blobs=blobs, stats=stats)
+    return Inferq(
+        settings=settings,
+        config=config,
+        gateway=gateway,
+        worker=worker,
+        billing=billing,
+        registry=registry,
+        queue=queue,
+        poison=poison,
+        store=store,
+        blobs=blobs,
+        stream=stream,
+        ledger=ledger,
+        stats=stats,
+        signals=signals,
+        usage_log=usage_log,
+        queue_sent=getattr(queue, "sent", None),
     )
 
 
-def poison_queue(service: InferenceService) -> JobQueue:
-    """The queue the Functions host moves a message to after maxDequeueCount failed deliveries."""
-    queue = service.queue
-    if isinstance(queue, SqliteJobQueue):
-        return SqliteJobQueue(queue.db, POISON_QUEUE)
-    from shared.adapters.azure.queue import AzureJobQueue  # not imported on the embedded path above
-
-    if isinstance(queue, AzureJobQueue):
-        return queue.poison_queue()
-    raise ConfigError(f"no poison queue for {type(queue).__name__}")
+_override: Inferq | None = None
 
 
-_override: InferenceService | None = None
-
-
-def set_service(service: InferenceService | None) -> None:
-    """The local host and tests install the service they built; Azure builds one from settings."""
+def set_app(app: Inferq | None) -> None:
+    """The local host and tests install what they built; on Azure it is built from settings on first use."""
     global _override
-    _override = service
-    get_service.cache_clear()
+    _override = app
+    get_app.cache_clear()
 
 
 @lru_cache(maxsize=1)
-def get_service() -> InferenceService:
+def get_app() -> Inferq:
     return _override if _override is not None else bootstrap(get_settings())

@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.application.gateway import InferenceService
-from shared.bootstrap import bootstrap, set_service
+from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
 from shared.domain.config import AppConfig, Meter, load_config
 from shared.schemas.usage import UsageEvent, usage_event
@@ -64,7 +63,7 @@ def config(settings: Settings) -> AppConfig:
 
 
 @pytest.fixture
-def service(settings: Settings, config: AppConfig) -> InferenceService:
+def service(settings: Settings, config: AppConfig) -> Inferq:
     return bootstrap(settings, config=config)
 
 
@@ -174,11 +173,11 @@ def ledger_event(
 
 
 @pytest.fixture
-def installed(service: InferenceService) -> Iterator[InferenceService]:
+def installed(service: Inferq) -> Iterator[Inferq]:
     """The service the function objects (`functions.azure.indexing.trigger`) call, for the test's duration."""
-    set_service(service)
+    set_app(service)
     yield service
-    set_service(None)
+    set_app(None)
 
 
 def wait_for(predicate: object, timeout: float = 30, interval: float = 0.05) -> None:

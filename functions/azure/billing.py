@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from shared.bindings import BILLING_CONSUMER_GROUP, EVENTHUB_CONNECTION, USAGE_HUB
-from shared.bootstrap import get_service
+from shared.bootstrap import get_app
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
     cardinality=func.Cardinality.MANY,
 )
 def bill_usage(events: list[func.EventHubEvent]) -> None:
-    # The trigger checkpoints whatever happens here, so the service handles its own errors.
-    outcome = get_service().ingest_usage([e.get_body() for e in events])
+    # The trigger checkpoints whatever happens here, so the billing handler handles its own errors.
+    outcome = get_app().billing.ingest_usage([e.get_body() for e in events])
     log.info("usage batch: %s", outcome)
 
 
@@ -31,6 +31,6 @@ def bill_usage(events: list[func.EventHubEvent]) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False)
 def replay_kept_usage(timer: func.TimerRequest) -> None:  # noqa: ARG001 (the binding needs the argument)
     # Batches the consumer kept while the ledger was unavailable; replaying one twice still bills it once.
-    outcome = get_service().replay_kept_usage()
+    outcome = get_app().billing.replay_kept_usage()
     if outcome.batches or outcome.left:
         log.info("usage replay: %s", outcome)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.bindings import JOB_QUEUE, POISON_QUEUE, STORAGE_CONNECTION
-from shared.bootstrap import get_service
+from shared.bootstrap import get_app
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -14,16 +14,16 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 @bp.queue_trigger(arg_name="msg", queue_name=JOB_QUEUE, connection=STORAGE_CONNECTION)
 def run_job(msg: func.QueueMessage) -> None:
     # Returns: done (the host deletes the message). Raises: transient, the host redelivers, then poisons.
-    get_service().process(msg.get_body())
+    get_app().worker.process(msg.get_body())
 
 
 @bp.function_name("fail_poisoned_job")
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection=STORAGE_CONNECTION)
 def fail_poisoned_job(msg: func.QueueMessage) -> None:
-    get_service().fail_poisoned(msg.get_body())
+    get_app().worker.fail_poisoned(msg.get_body())
 
 
 @bp.function_name("publish_pending_usage")
 @bp.timer_trigger(arg_name="timer", schedule="0 */1 * * * *", run_on_startup=False)
 def publish_pending_usage(timer: func.TimerRequest) -> None:  # noqa: ARG001 (the binding needs the argument)
-    get_service().publish_pending_usage()
+    get_app().worker.publish_pending_usage()

@@ -1,18 +1,23 @@
-"""Request dependencies shared by the HTTP routers: the service, the caller, the extra-parameters mode."""
+"""Request dependencies shared by the HTTP routers: the handlers, the caller, the extra-parameters mode."""
 
 from typing import Annotated, cast
 
 from fastapi import Depends, Header
 
-from shared.application.gateway import InferenceService
-from shared.bootstrap import get_service
+from shared.application.billing import Billing
+from shared.application.gateway import Gateway
+from shared.bootstrap import get_app
 from shared.domain.auth import Caller
 from shared.domain.errors import InvalidInput
 from shared.runtimes.base import ExtraMode
 
 
-def service() -> InferenceService:
-    return get_service()
+def gateway() -> Gateway:
+    return get_app().gateway
+
+
+def billing() -> Billing:
+    return get_app().billing
 
 
 def caller(
@@ -21,7 +26,7 @@ def caller(
 ) -> Caller:
     if api_key is None and authorization and authorization.lower().startswith("bearer "):
         api_key = authorization[7:].strip()
-    return get_service().keys.authenticate(api_key)
+    return get_app().gateway.authenticate(api_key)
 
 
 def extra_mode(extra: Annotated[str, Header(alias="extra-parameters")] = "error") -> ExtraMode:
@@ -32,7 +37,8 @@ def extra_mode(extra: Annotated[str, Header(alias="extra-parameters")] = "error"
     return cast(ExtraMode, extra)
 
 
-Service = Annotated[InferenceService, Depends(service)]
+Gate = Annotated[Gateway, Depends(gateway)]
+Bill = Annotated[Billing, Depends(billing)]
 Auth = Annotated[Caller, Depends(caller)]
 Extra = Annotated[ExtraMode, Depends(extra_mode)]
 DeploymentHeader = Annotated[str | None, Header(alias="azureml-model-deployment")]

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from functions.http.headers import rate_headers
 from shared.domain import errors
+from shared.domain.jobs import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,21 @@ STATUS: dict[type[errors.InferqError], int] = {
     errors.QuotaExceeded: 429,
     errors.TransientError: 503,
 }
+
+
+# A job that ended otherwise than succeeded, by its state and error code (the worker's errors are codes, not types).
+JOB_STATUS: dict[JobStatus, int] = {JobStatus.CANCELLED: 409, JobStatus.EXPIRED: 504}
+JOB_ERROR_STATUS: dict[str, int] = {
+    "InvalidInput": 422,
+    "InvalidMessage": 422,
+    "ScriptError": 400,  # the scoring script refused the request (most often its input)
+}
+
+
+def job_status(job: Job) -> int:
+    if job.status in JOB_STATUS:
+        return JOB_STATUS[job.status]
+    return JOB_ERROR_STATUS.get(job.error.code if job.error else "", 500)
 
 
 def status_of(exc: errors.InferqError) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.domain.ratelimit import RateState
+from shared.domain.rates import RateState
 from shared.domain.routing import Route
 
 SCOPE_KEY = "inferq.response_headers"

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from functions.http.deps import Auth, Service
+from functions.http.deps import Auth, Bill
 from shared.domain import usage_report
 
 router = APIRouter()
@@ -21,14 +21,14 @@ Tenant = Annotated[str | None, Query(description="admin keys only: whose usage")
 @router.get("/usage")
 async def get_usage(
     request: Request,
-    svc: Service,
+    bill: Bill,
     who: Auth,
     start: From = None,
     to: To = None,
     granularity: str = "day",
     tenant: Tenant = None,
 ) -> Response:
-    report = await run_in_threadpool(svc.usage_report, who, start, to, granularity, tenant or None)
+    report = await run_in_threadpool(bill.usage_report, who, start, to, granularity, tenant or None)
     if _wants_csv(request.headers.get("accept", "")):
         filename = f"usage-{report.tenant}-{report.start:%Y%m%dT%H}-{report.end:%Y%m%dT%H}.csv"
         return Response(
@@ -40,15 +40,15 @@ async def get_usage(
 
 
 @router.get("/usage/metering")
-async def get_metering(svc: Service, who: Auth, start: From = None, to: To = None, tenant: Tenant = None) -> Response:
-    records = await run_in_threadpool(svc.metering_records, who, start, to, tenant or None)
+async def get_metering(bill: Bill, who: Auth, start: From = None, to: To = None, tenant: Tenant = None) -> Response:
+    records = await run_in_threadpool(bill.metering_records, who, start, to, tenant or None)
     return JSONResponse({"records": records})
 
 
 @router.get("/deployments")
-async def get_deployments(svc: Service, who: Auth, start: Since = None, to: To = None) -> Response:
+async def get_deployments(bill: Bill, who: Auth, start: Since = None, to: To = None) -> Response:
     """Admin keys only: endpoints, deployments, weights, and per deployment requests, errors, latency and cost."""
-    return JSONResponse(await run_in_threadpool(svc.deployments_view, who, start, to))
+    return JSONResponse(await run_in_threadpool(bill.deployments_view, who, start, to))
 
 
 def _wants_csv(accept: str) -> bool:

@@ -1,9 +1,7 @@
 """Streaming a generation job as Server-Sent Events: queue it, wait for its first chunk, then relay the chunks
 the worker writes until the job ends. A client that leaves cancels the job. Works the same on both hosts."""
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -13,20 +11,21 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from functions.http.jobs import job_headers, job_response, submit, terminal_status, wait_for_job
-from shared.application.gateway import InferenceService, Submitted
-from shared.application.streams import StreamChunk
+from functions.http.errors import job_status
+from functions.http.jobs import job_headers, job_response, submit
+from shared.application.gateway import Gateway, Submitted
 from shared.domain.auth import Caller
 from shared.domain.errors import TransientError
 from shared.domain.jobs import Job, JobStatus
 from shared.domain.routing import Route
 from shared.runtimes import chat
+from shared.runtimes.streams import StreamChunk
 
 Read = tuple[list[StreamChunk], Job]
 
 
 async def stream_job(
-    svc: InferenceService,
+    gw: Gateway,
     who: Caller,
     route: Route,
     payload: dict[str, Any],
@@ -34,25 +33,26 @@ async def stream_job(
     body: chat.Request,
 ) -> Response:
     deployment = route.deployment
-    submitted = await submit(svc, who, route, payload, request)
+    submitted = await submit(gw, who, route, payload, request)
     job = submitted.job
+    timeout_s = gw.settings.sync_timeout_s
     if not submitted.created:  # a repeat (Idempotency-Key): the first request relays; this one replays the result
-        job = await wait_for_job(svc, who, job, svc.settings.sync_timeout_s)
+        job = await gw.wait(who, job, timeout_s)
         if job.status is not JobStatus.SUCCEEDED:
-            return job_response(job, terminal_status(job) if job.status.terminal else 409)
+            return job_response(job, job_status(job) if job.status.terminal else 409)
         renderer = chat.ChunkRenderer.of(body, job, deployment)
         return _stream(_replayed(renderer.replay(job)), job)
-    first = await _next(svc, who, job.id, 0, svc.settings.sync_timeout_s)
+    first = await gw.next_chunks(who, job.id, 0, timeout_s)
     if first is None:  # not even started: free the slot instead of holding a silent stream open
-        await run_in_threadpool(svc.end_stream, who, job.id, 0, False)
-        raise TransientError(f"The job did not start within {svc.settings.sync_timeout_s:g} s; try again.")
+        await run_in_threadpool(gw.end_stream, who, job.id, 0, False)
+        raise TransientError(f"The job did not start within {timeout_s:g} s; try again.")
     chunks, job = first
     if not chunks and job.status.terminal and job.status is not JobStatus.SUCCEEDED:
-        await run_in_threadpool(svc.end_stream, who, job.id, 0, True)
-        svc.settle(who, submitted, job)
-        return job_response(job, terminal_status(job))  # failed before the first token: a plain error status
+        await run_in_threadpool(gw.end_stream, who, job.id, 0, True)
+        gw.settle(who, submitted, job)
+        return job_response(job, job_status(job))  # failed before the first token: a plain error status
     renderer = chat.ChunkRenderer.of(body, job, deployment)
-    return _stream(_events(svc, who, renderer, first, submitted), job)
+    return _stream(_events(gw, who, renderer, first, submitted), job)
 
 
 class _EventStream(StreamingResponse):
@@ -77,7 +77,7 @@ def _stream(events: AsyncGenerator[str, None], job: Job) -> StreamingResponse:
 
 
 async def _events(
-    svc: InferenceService, who: Caller, renderer: chat.ChunkRenderer, first: Read, submitted: Submitted
+    gw: Gateway, who: Caller, renderer: chat.ChunkRenderer, first: Read, submitted: Submitted
 ) -> AsyncGenerator[str, None]:
     chunks, job = first
     relayed, complete = 0, False
@@ -91,7 +91,7 @@ async def _events(
                 relayed += 1
             if job.status.terminal:  # read after the job ended: nothing more will come
                 break
-            nxt = await _next(svc, who, job.id, relayed, svc.settings.sync_timeout_s)
+            nxt = await gw.next_chunks(who, job.id, relayed, gw.settings.sync_timeout_s)
             if nxt is None:
                 yield _sse({"error": {"code": "Timeout", "message": "the generation stalled"}})
                 break
@@ -103,22 +103,8 @@ async def _events(
     finally:
         # Also when the client left (the response task is cancelled): the job is cancelled, chunks deleted.
         with anyio.CancelScope(shield=True):
-            await run_in_threadpool(svc.end_stream, who, job.id, relayed, complete)
-        svc.settle(who, submitted, job)
-
-
-async def _next(svc: InferenceService, who: Caller, job_id: str, start: int, idle_s: float) -> Read | None:
-    """Poll until chunk `start` exists or the job is terminal; None after `idle_s` without either."""
-    deadline = time.monotonic() + idle_s
-    delay = 0.005
-    while True:
-        chunks, job = await run_in_threadpool(svc.read_stream, who, job_id, start)
-        if chunks or job.status.terminal:
-            return chunks, job
-        if time.monotonic() >= deadline:
-            return None
-        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.05)
+            await run_in_threadpool(gw.end_stream, who, job.id, relayed, complete)
+        gw.settle(who, submitted, job)
 
 
 async def _replayed(events: list[dict[str, Any]]) -> AsyncGenerator[str, None]:

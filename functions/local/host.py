@@ -13,9 +13,7 @@ import uvicorn
 from functions.azure.indexing import trigger
 from functions.http import app as http_api
 from functions.local.runtime import Loop, QueuePump, UsageConsumer
-from shared.adapters.sqlite.usage_log import SqliteUsageLog
-from shared.application.gateway import InferenceService
-from shared.bootstrap import bootstrap, poison_queue, set_service
+from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
 from shared.domain.config import load_config
 from shared.domain.errors import ConfigError
@@ -24,24 +22,23 @@ from shared.settings import Settings, get_settings
 
 @dataclass
 class LocalHost:
-    service: InferenceService
+    app: Inferq
     loops: list[Loop]
     pumps: list[QueuePump]
 
     @classmethod
-    def build(cls, service: InferenceService) -> LocalHost:
-        s = service.settings
-        wake = getattr(service.queue, "sent", None)
+    def build(cls, app: Inferq) -> LocalHost:
+        s = app.settings
         jobs = QueuePump(
-            service.queue,
+            app.queue,
             trigger("run_job"),
-            poison=poison_queue(service),
+            poison=app.poison,
             max_dequeue_count=s.max_dequeue_count,
             visibility_timeout_s=s.visibility_timeout_s,
             concurrency=s.worker_concurrency,
         )
         poisoned = QueuePump(
-            poison_queue(service),
+            app.poison,
             trigger("fail_poisoned_job"),
             poison=None,
             max_dequeue_count=s.max_dequeue_count,
@@ -51,15 +48,15 @@ class LocalHost:
         publish = trigger("publish_pending_usage")
         replay = trigger("replay_kept_usage")
         loops = [
-            Loop("job-pump", jobs.pump_once, s.poll_interval_s, wake=wake),
+            Loop("job-pump", jobs.pump_once, s.poll_interval_s, wake=app.queue_sent),
             Loop("poison-pump", poisoned.pump_once, s.poll_interval_s * 10),
             Loop("usage-publisher", lambda: publish(None) or 0, s.usage_publish_interval_s),
             Loop("usage-replay", lambda: replay(None) or 0, s.usage_publish_interval_s),
         ]
-        if isinstance(service.stream, SqliteUsageLog):
-            consumer = UsageConsumer(service.stream, trigger("bill_usage"))
+        if app.usage_log is not None:
+            consumer = UsageConsumer(app.usage_log, trigger("bill_usage"))
             loops.append(Loop("usage-consumer", consumer.consume_once, s.poll_interval_s * 4))
-        return cls(service, loops, [jobs, poisoned])
+        return cls(app, loops, [jobs, poisoned])
 
     def start(self) -> None:
         for loop in self.loops:
@@ -72,8 +69,8 @@ class LocalHost:
             pump.shutdown()
 
 
-def build_service(settings: Settings) -> tuple[InferenceService, str | None]:
-    """The service with the demo tenant's key added (from INFERQ_API_KEY, or generated and returned)."""
+def build_app(settings: Settings) -> tuple[Inferq, str | None]:
+    """Everything, with the demo tenant's key added (from INFERQ_API_KEY, or generated and returned)."""
     config = load_config(settings.config)
     generated = None
     demo = next((t for t in config.tenants if t.demo), None)
@@ -87,14 +84,14 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     try:
-        service, generated = build_service(settings)
-        for deployment in service.config.deployments:  # load models now, not on the first request
-            service.runners.preload(deployment)
+        app, generated = build_app(settings)
+        for deployment in app.config.deployments:  # load models now, not on the first request
+            app.registry.preload(deployment)
     except ConfigError as exc:
         print(f"inferq: {exc}", file=sys.stderr)
         return 2
-    set_service(service)
-    host = LocalHost.build(service)
+    set_app(app)
+    host = LocalHost.build(app)
     host.start()
     base = f"http://{settings.host}:{settings.port}"
     print(f"inferq local host on {base} (data in {settings.data_dir}/)", flush=True)

@@ -13,9 +13,8 @@ from typing import Any
 import azure.functions as func
 from azure.functions.queue import QueueMessage as TriggerQueueMessage
 
-from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.bindings import BILLING_CONSUMER_GROUP
-from shared.domain.ports import JobQueue, ReceivedMessage
+from shared.domain.ports import JobQueue, ReceivedMessage, UsageLog
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class UsageConsumer:
 
     def __init__(
         self,
-        log_: SqliteUsageLog,
+        log_: UsageLog,
         handler: Callable[[list[func.EventHubEvent]], None],
         consumer_group: str = BILLING_CONSUMER_GROUP,
         max_batch: int = 256,

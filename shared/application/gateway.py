@@ -1,41 +1,40 @@
-"""The one service behind every entry point: HTTP routes, the queue worker, the billing consumer and the
-local host all call these methods. The worker side (`process`, `fail_poisoned`, `publish_pending_usage`) is
-inherited from `shared/execution.py`."""
+"""The gateway handler (HTTP side): authenticate, route, check at the edge, admit (budget, rate limits),
+submit the job (store, then queue), and await it — through job signals, never a loop over the store on the
+local host. Also the job API: read, cancel, and a streamed job's chunks."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
-import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.application import usage_ingest as billing_ingest
 from shared.application.budgets import BudgetGuard
-from shared.application.streams import StreamChunk, delete_chunks, read_chunks
-from shared.application.worker import JobExecution
-from shared.domain import billing, deployment_stats, metering, usage_report
+from shared.application.unit_of_work import JobUpdates
 from shared.domain.auth import Caller, KeyDirectory
-from shared.domain.config import AppConfig, Deployment, RunnerKind
-from shared.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, TransientError
-from shared.domain.jobs import Job, JobError, JobStatus, new_job_id, utcnow
-from shared.domain.ports import BlobStore, DeploymentStats, JobQueue, JobStore, UsageLedger, UsageStream
-from shared.domain.ratelimit import RateLimiter, RateState, estimate_tokens
+from shared.domain.config import AppConfig, Deployment, Endpoint
+from shared.domain.errors import ConfigError, Conflict, NotFound, TransientError
+from shared.domain.jobs import Job, JobError, JobStatus, new_job_id
+from shared.domain.ports import BlobStore, JobQueue, JobSignals, JobStore
+from shared.domain.ratelimit import RateLimiter
+from shared.domain.rates import RateState
 from shared.domain.routing import Route, Router
-from shared.runtimes import embeddings
-from shared.runtimes.registry import RunnerPool
+from shared.runtimes.base import Edge, ExtraMode, Kind
+from shared.runtimes.registry import RuntimeRegistry
+from shared.runtimes.streams import StreamChunk, delete_chunks, read_chunks
 from shared.schemas.messages import JobMessage
-from shared.schemas.usage import UsageEvent
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STATS_DEFAULT_RANGE = timedelta(hours=24)
-EARLIEST = datetime.min.replace(tzinfo=UTC)
+# Cross-process waits (the worker on another instance) re-read the job on this schedule: often at first, when
+# most jobs end, then once a second, so a long wait costs one store read a second.
+POLL_FIRST_S = 0.02
+POLL_MAX_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,64 +45,71 @@ class Submitted:
     estimated_tokens: int = 0  # what the rate limiter charged; settled to the real usage when the job ends
 
 
-class InferenceService(JobExecution):
+class Gateway:
     def __init__(
         self,
         *,
         settings: Settings,
         config: AppConfig,
+        router: Router,
         queue: JobQueue,
         store: JobStore,
         blobs: BlobStore,
-        stream: UsageStream,
-        ledger: UsageLedger,
-        stats: DeploymentStats,
-        runners: RunnerPool,
-        rng: random.Random | None = None,
+        signals: JobSignals,
+        budgets: BudgetGuard,
+        registry: RuntimeRegistry,
+        cross_process: bool,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.config = config
+        self.router = router
         self.queue = queue
         self.store = store
         self.blobs = blobs
-        self.stream = stream
-        self.ledger = ledger
-        self.stats = stats
-        self.runners = runners
+        self.signals = signals
+        self.jobs = JobUpdates(store, blobs)
         self.keys = KeyDirectory(config)
-        self.limits = embeddings.Limits(settings.max_inputs, settings.max_input_chars)
-        self.budgets = BudgetGuard(ledger, config, settings.budget_cache_s)
-        self.router = Router(config, rng)
+        self.budgets = budgets
         self.rate_limits = RateLimiter(config.tenants, clock=monotonic)
+        self.registry = registry
+        self.cross_process = cross_process  # a job may end in another process: signals alone can't tell
 
-    # --- the HTTP side -------------------------------------------------------------------------------------
-    def route(self, model: str | None, header: str | None, kind: RunnerKind | None = None) -> Route:
+    # --- who, where ----------------------------------------------------------------------------------------
+    def authenticate(self, key: str | None) -> Caller:
+        return self.keys.authenticate(key)
+
+    def route(self, model: str | None, header: str | None, kind: Kind[Any] | None = None) -> Route:
         """The deployment that serves a request to endpoint `model` (and the mirrors that get a copy)."""
-        return self.router.route(model, header, kind)
+        return self.router.route(model, header, kind.kind if kind is not None else None)
 
-    def deployment(self, name: str | None, kind: RunnerKind | None = None) -> Deployment:
+    def describe(self, model: str | None, header: str | None) -> Deployment:
+        return self.router.describe(model, header)
+
+    def endpoints(self) -> list[tuple[Endpoint, Deployment]]:
+        """Every endpoint with the deployment that describes it (what clients pass as `model`)."""
+        return [(e, self.router.describe(e.name, None)) for e in self.router.endpoints]
+
+    def deployment(self, name: str | None) -> Deployment:
         """A deployment by its own name (what the header names, and what producers put on the queue)."""
-        deployment = self.config.deployment(name)
-        if kind is not None and deployment.kind is not kind:
-            raise InvalidInput(
-                f"Model '{deployment.name}' is a {deployment.kind} model, not {kind}.",
-                loc=("body", "model"),
-                input=name,
-            )
-        return deployment
+        return self.config.deployment(name)
+
+    # --- admit and submit ----------------------------------------------------------------------------------
+    def check(self, route: Route, request: Any, extra: ExtraMode) -> dict[str, Any]:
+        """The payload to queue, checked by the deployment's kind; InvalidInput naming the parameter."""
+        deployment = route.deployment
+        kind = self.registry.kind(deployment)
+        return kind.check(request, deployment, Edge(extra, self.settings, lambda: self._edge_tool(deployment)))
 
     def submit(
-        self,
-        caller: Caller,
-        target: Route | Deployment,
-        payload: dict[str, Any],
-        idempotency_key: str | None = None,
+        self, caller: Caller, target: Route | Deployment, payload: dict[str, Any], idempotency_key: str | None = None
     ) -> Submitted:
+        """Queue a job for a routed request, or for one deployment by its own name (bypassing the traffic split:
+        what producers and tests do)."""
         route = target if isinstance(target, Route) else self.router.direct(target)
         deployment = route.deployment
         self.budgets.check(caller.tenant)  # every inference route submits: a tenant past its budget stops here
-        tokens = estimate_tokens(deployment, payload)
+        tokens = self.registry.kind(deployment).estimate(deployment, payload)
         rate = self.rate_limits.admit(caller.tenant, tokens)
         # What the client asked for, not where the weights sent it: a repeat routed elsewhere is the same request.
         asked = deployment.name if route.pinned else route.endpoint.name
@@ -134,9 +140,41 @@ class InferenceService(JobExecution):
             actual = sum(e.tokens for e in job.usage if e.meter.counts_tokens)
             self.rate_limits.settle(caller.tenant, submitted.estimated_tokens, actual)
 
-    def describe(self, model: str | None, header: str | None) -> Deployment:
-        return self.router.describe(model, header)
+    # --- await ---------------------------------------------------------------------------------------------
+    async def wait(self, caller: Caller, job: Job, timeout_s: float) -> Job:
+        """The job once terminal, or as it stands when `timeout_s` passes."""
+        deadline = time.monotonic() + timeout_s
+        poll = POLL_FIRST_S
+        while not job.status.terminal:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return job
+            signal = await self.signals.wait(job.id, min(remaining, poll) if self.cross_process else remaining)
+            if signal is not None and signal.job is not None:
+                job = signal.job
+            elif signal is not None or self.cross_process:
+                job = await asyncio.to_thread(self.get_job, caller, job.id)
+            poll = min(poll * 2, POLL_MAX_S)
+        return job
 
+    async def next_chunks(
+        self, caller: Caller, job_id: str, start: int, idle_s: float
+    ) -> tuple[list[StreamChunk], Job] | None:
+        """Chunks from `start` and the job, once there is a chunk or the job ended; None after `idle_s` of
+        neither. When the job is terminal, the chunks are all there are."""
+        deadline = time.monotonic() + idle_s
+        poll = POLL_FIRST_S
+        while True:
+            chunks, job = await asyncio.to_thread(self.read_stream, caller, job_id, start)
+            if chunks or job.status.terminal:
+                return chunks, job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await self.signals.wait(job_id, min(remaining, poll) if self.cross_process else remaining)
+            poll = min(poll * 2, POLL_MAX_S)
+
+    # --- the job API ---------------------------------------------------------------------------------------
     def get_job(self, caller: Caller, job_id: str) -> Job:
         job = self.store.get(job_id)
         if job is None or job.tenant != caller.tenant or job.mirrored:
@@ -148,7 +186,9 @@ class InferenceService(JobExecution):
         job = self.get_job(caller, job_id)
         if job.status is not JobStatus.QUEUED and not (job.status is JobStatus.RUNNING and self._stoppable(job)):
             raise Conflict(f"Job {job_id} is {job.status}; only a queued job or a generation can be cancelled.")
-        return self.store.replace(job.to(JobStatus.CANCELLED))
+        cancelled = self.store.replace(job.to(JobStatus.CANCELLED))
+        self.signals.notify(job_id, cancelled)
+        return cancelled
 
     def read_stream(self, caller: Caller, job_id: str, start: int) -> tuple[list[StreamChunk], Job]:
         """The job, then the stream chunks from `start` written so far: when the job is terminal, they are all."""
@@ -160,75 +200,35 @@ class InferenceService(JobExecution):
         (the worker notices within a few tokens and bills what it generated)."""
         self.get_job(caller, job_id)
         written = relayed
-        if not complete and self._finish(job_id, JobStatus.CANCELLED) is None:
+        if not complete and self.jobs.finish(job_id, JobStatus.CANCELLED) is None:
             # It had ended: its worker wrote every chunk and discards none, so the ones not relayed go too.
             written += len(read_chunks(self.blobs, job_id, relayed))
         delete_chunks(self.blobs, job_id, 0, written)
 
-    def deployments_view(self, caller: Caller, start: str | None, end: str | None) -> dict[str, Any]:
-        """Endpoints, deployments, weights and per-deployment figures (admin keys only)."""
-        if not caller.is_admin:
-            raise Forbidden("Only an admin key may read the deployments view.")
-        now = utcnow()
-        until = usage_report.parse_moment(end, "to") if end else now
-        # The default range stops at the first representable moment rather than overflowing before it.
-        default_since = until - min(STATS_DEFAULT_RANGE, until - EARLIEST)
-        since = usage_report.parse_moment(start, "from") if start else default_since
-        if since > until:
-            raise InvalidInput("'from' must not be after 'to'.", loc=("query", "from"), input=start)
-        outcomes = self.stats.outcomes(since, until)
-        return deployment_stats.view(self.config, self.router.endpoints, outcomes, since, until)
-
-    # --- the billing side ----------------------------------------------------------------------------------
-    def ingest_usage(self, bodies: Sequence[str | bytes]) -> billing_ingest.BatchOutcome:
-        s = self.settings
-        return billing_ingest.ingest(self.ledger, self.blobs, bodies, s.usage_ingest_attempts, s.usage_ingest_backoff_s)
-
-    def replay_kept_usage(self) -> billing_ingest.ReplayOutcome:
-        """Bill the usage batches the consumer kept while the ledger was unavailable."""
-        return billing_ingest.replay(self.ledger, self.blobs)
-
-    def usage_report(
-        self, caller: Caller, start: str | None, end: str | None, granularity: str, tenant: str | None = None
-    ) -> usage_report.UsageReport:
-        period = usage_report.parse_granularity(granularity)
-        since, until = usage_report.parse_range(start, end, utcnow())
-        name = self._usage_tenant(caller, tenant, all_allowed=False)
-        assert name is not None
-        totals = self.ledger.hourly_totals(name, since, until)
-        return usage_report.build(totals, self.config, name, since, until, period)
-
-    def metering_records(
-        self, caller: Caller, start: str | None, end: str | None, tenant: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Closed hours only (up to the start of the current one): an exported hour's quantity is final but
-        for late events, which a re-export carries under the same record id."""
-        now = utcnow()
-        since, until = usage_report.parse_range(start, end, now)
-        until = min(until, billing.hour_of(now))
-        name = self._usage_tenant(caller, tenant, all_allowed=True)
-        return metering.records(self.ledger.hourly_totals(name, since, until) if since < until else [], self.config)
-
-    def _usage_tenant(self, caller: Caller, requested: str | None, all_allowed: bool) -> str | None:
-        """Whose usage the caller may read: its own; an admin key any tenant (all of them, where allowed)."""
-        if requested is None or requested == caller.tenant:
-            if caller.tenant:
-                return caller.tenant
-            if all_allowed:
-                return None
-            raise InvalidInput("An admin key must name the tenant.", loc=("query", "tenant"), input=None)
-        if not caller.is_admin:
-            raise Forbidden("Only an admin key may read another tenant's usage.")
-        return self.config.tenant(requested).name
+    def render(self, job: Job) -> Any:
+        """The response body of a succeeded job, as its kind renders it."""
+        assert job.result is not None
+        try:
+            kind = self.registry.kind(self.config.deployment(job.deployment))
+        except NotFound:  # the deployment left the config since: the result as stored
+            return job.result
+        return kind.render(job.result)
 
     # --- internals -----------------------------------------------------------------------------------------
+    def _edge_tool(self, deployment: Deployment) -> Any:
+        try:
+            return self.registry.edge_tool(deployment)
+        except ConfigError as exc:  # the worker's own check still decides
+            log.warning("no edge check for %s: %s", deployment.name, exc)
+            return None
+
     def _enqueue(self, job: Job, payload: dict[str, Any]) -> Job:
         """Record the job and send its message; Conflict when the id exists (an idempotent repeat)."""
         body = json.dumps(payload, separators=(",", ":"))
         payload_ref = None
         if len(body.encode("utf-8")) > self.settings.inline_payload_max_bytes:
             payload_ref = f"payloads/{job.id}.json"  # claim-check: the message carries only the reference
-            job = job.model_copy(update={"payload_ref": payload_ref})
+            job = job.claim_checked(payload_ref)
         message = JobMessage(  # serialised before the job is recorded: a job is never left without its message
             job_id=job.id,
             tenant=job.tenant,
@@ -242,8 +242,7 @@ class InferenceService(JobExecution):
                 self.blobs.put(payload_ref, body.encode("utf-8"))
             self.queue.send(message)
         except TransientError as exc:
-            error = JobError(code="EnqueueFailed", message=str(exc))
-            self._finish(job.id, JobStatus.FAILED, error=error)
+            self.jobs.finish(job.id, JobStatus.FAILED, error=JobError(code="EnqueueFailed", message=str(exc)))
             raise
         return job
 
@@ -265,11 +264,8 @@ class InferenceService(JobExecution):
             log.warning("request %s not mirrored to %s: %s", job.id, deployment.name, exc)
 
     def _stoppable(self, job: Job) -> bool:
-        """Generation jobs check their status as they go, so a running one can be cancelled."""
+        """A kind whose running jobs check their status as they go (generation) can be cancelled running."""
         try:
-            return self.config.deployment(job.deployment).kind is RunnerKind.CHAT
+            return self.registry.kind(self.config.deployment(job.deployment)).cancellable
         except NotFound:
             return False
-
-
-__all__ = ["InferenceService", "Submitted", "UsageEvent"]

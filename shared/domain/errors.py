@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shared.domain.ratelimit import RateState
+    from shared.domain.rates import RateState
 
 
 class InferqError(Exception):

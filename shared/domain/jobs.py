@@ -103,17 +103,52 @@ class Job(BaseModel):
             request_hash=request_hash,
         )
 
-    def to(self, status: JobStatus, **changes: Any) -> Job:
-        """The job moved to `status`; raises Conflict when the move is not allowed (terminal stays terminal)."""
+    def to(
+        self,
+        status: JobStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: JobError | None = None,
+        usage: tuple[UsageEvent, ...] = (),
+        usage_published: bool | None = None,
+        attempts: int | None = None,
+    ) -> Job:
+        """The job moved to `status`; raises Conflict when the move is not allowed (terminal stays terminal).
+        Usage recorded here is unpublished unless told otherwise."""
         if status not in _ALLOWED.get(self.status, frozenset()):
             raise Conflict(f"Job {self.id} is {self.status}; it can't become {status}.")
         now = utcnow()
-        stamps: dict[str, Any] = {"updated_at": now}
-        if status is JobStatus.RUNNING:
-            stamps["started_at"] = now
-        if status.terminal:
-            stamps["finished_at"] = now
-        return self.model_copy(update={"status": status, **stamps, **changes})
+        return self.model_copy(
+            update={
+                "status": status,
+                "updated_at": now,
+                "started_at": now if status is JobStatus.RUNNING else self.started_at,
+                "finished_at": now if status.terminal else self.finished_at,
+                "result": result if result is not None else self.result,
+                "error": error if error is not None else self.error,
+                "usage": usage or self.usage,
+                "usage_published": (not usage if usage_published is None else usage_published)
+                if usage
+                else self.usage_published,
+                "attempts": self.attempts if attempts is None else attempts,
+            }
+        )
+
+    def start(self) -> Job:
+        """A delivery of the job's message starts running it (again, after a worker died)."""
+        return self.to(JobStatus.RUNNING, attempts=self.attempts + 1)
+
+    def noting(self, reason: str) -> Job:
+        """The reason a delivery failed, kept for when the message is poisoned."""
+        return self.model_copy(update={"last_error": reason[:2000], "updated_at": utcnow()})
+
+    def published(self) -> Job:
+        """Its usage events reached the usage stream."""
+        return self.model_copy(update={"usage_published": True})
+
+    def claim_checked(self, payload_ref: str) -> Job:
+        """Its payload is in the blob store, not in its message."""
+        return self.model_copy(update={"payload_ref": payload_ref})
 
     def with_usage(self, usage: tuple[UsageEvent, ...]) -> Job:
         """The usage of work done while the job was stopped (a generation cancelled mid-way): recorded on the

@@ -67,10 +67,26 @@ class BlobStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LoggedEvent:
+    partition: int
+    offset: int
+    body: str
+
+
 class UsageStream(Protocol):
     def publish(self, events: Sequence[UsageEvent]) -> None:
         """Publish, partitioned by tenant; raises StorageUnavailable when the stream can't take them now."""
         ...
+
+
+class UsageLog(UsageStream, Protocol):
+    """An embedded usage stream shaped like Event Hubs: partitions, offsets, consumer-group checkpoints."""
+
+    partitions: int
+
+    def read(self, consumer_group: str, partition: int, max_events: int) -> list[LoggedEvent]: ...
+    def checkpoint(self, consumer_group: str, partition: int, offset: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -125,4 +141,20 @@ class DeploymentStats(Protocol):
 class ModelSource(Protocol):
     def fetch(self, source: str, files: dict[str, str]) -> Path:
         """A local folder holding `files`, each verified against its sha256."""
+        ...
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A job changed: `job` is the job as written when its state changed, None when it only wrote a chunk."""
+
+    job: Job | None
+
+
+class JobSignals(Protocol):
+    """How a waiting request learns that its job produced chunks or ended, instead of re-reading the store."""
+
+    def notify(self, job_id: str, job: Job | None = None) -> None: ...
+    async def wait(self, job_id: str, timeout_s: float) -> Signal | None:
+        """The next signal (at once for a job that already ended), or None after `timeout_s`."""
         ...

@@ -14,30 +14,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
 
-from shared.domain.config import Deployment, RunnerKind, Tenant
+from shared.domain.config import Tenant
 from shared.domain.errors import RateLimited
+from shared.domain.rates import Limit, RateState
 
 WINDOW_S = 60.0
-CHARS_PER_TOKEN = 4
-
-
-@dataclass(frozen=True)
-class Limit:
-    name: str  # "requests" or "tokens"
-    limit: int  # per minute
-    remaining: int
-    reset_s: float  # until the bucket is full again
-
-
-@dataclass(frozen=True)
-class RateState:
-    """A tenant's limits after a request was admitted (or refused)."""
-
-    limits: tuple[Limit, ...]
-    retry_after_s: float = 0.0
 
 
 class _Bucket:
@@ -115,28 +97,3 @@ class RateLimiter:
         for b in buckets:
             b.refill(now)
         return buckets
-
-
-def estimate_tokens(deployment: Deployment, payload: dict[str, Any]) -> int:
-    """What a request is charged at the edge, before its job reports the real count."""
-    if deployment.kind is RunnerKind.EMBEDDINGS:
-        inputs = payload.get("input", "")
-        return sum(_chars_to_tokens(text) for text in ([inputs] if isinstance(inputs, str) else inputs))
-    if deployment.kind is RunnerKind.CHAT:
-        texts = [payload["prompt"]] if "prompt" in payload else [m.get("content") for m in payload.get("messages", [])]
-        prompt = sum(_chars_to_tokens(_text(t)) for t in texts)
-        limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or deployment.max_tokens
-        return prompt + int(limit)
-    return 0  # scoring scripts are billed per request
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(_text(part.get("text", "") if isinstance(part, dict) else part) for part in content)
-    return ""
-
-
-def _chars_to_tokens(text: Any) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN) if isinstance(text, str) else 0

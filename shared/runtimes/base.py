@@ -1,18 +1,110 @@
-"""Tasks: what a kind of request means — validated at the edge, executed by the worker on a runner."""
+"""What every kind of model shares: the `Runtime` a registry loads, the `Kind` protocol each kind's module
+implements (edge check, estimate, execution, rendering), and the helpers their edge checks use.
+
+A kind is one module (`embeddings.py`, `chat.py`, `score.py`) with one `KIND` object; the registry's table is
+the only place that maps a deployment's `kind` to it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from shared.domain.config import Meter
+from shared.domain.config import Deployment, Meter, RunnerKind
 from shared.domain.errors import InvalidInput
-from shared.domain.jobs import JobError, JobStatus
+from shared.domain.jobs import Job, JobError, JobStatus
+from shared.domain.ports import BlobStore
+from shared.settings import Settings
 
 # The `extra-parameters` header: unknown body parameters are an error, dropped, or passed to the runner.
 ExtraMode = Literal["error", "drop", "pass-through"]
+# Files (name → sha256) of a deployment's model, fetched and verified, to a local folder.
+Fetch = Callable[[dict[str, str]], Path]
+
+
+class Runtime(Protocol):
+    """A deployment's loaded model (MLServer's `MLModel`): load once per process, close on shutdown.
+    Each kind's runtime adds its own call (`predict` or `generate`), which only that kind's `execute` uses."""
+
+    def load(self) -> None: ...
+    def close(self) -> None: ...
+
+
+R = TypeVar("R", bound=Runtime)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """What a kind's edge check may use besides the request: the header's extra mode, the settings' limits,
+    and the kind's edge tool for this deployment (a prompt token counter, say), fetched on first use."""
+
+    extra: ExtraMode
+    settings: Settings
+    tool: Callable[[], Any] = lambda: None
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a job's execution may use besides its payload and runtime."""
+
+    job: Job
+    deployment: Deployment
+    settings: Settings
+    blobs: BlobStore  # streamed chunks
+    stopped: Callable[[], bool]  # the job was cancelled meanwhile
+    progress: Callable[[], None] = lambda: None  # a chunk was written: wake the relay
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    result: BaseModel | None
+    usage: dict[Meter, int] = field(default_factory=dict)
+    # A task that did billable work can still end otherwise: a generation cut short by a failure (FAILED, with
+    # the error) or by its client (CANCELLED). Its usage is billed all the same.
+    status: JobStatus = JobStatus.SUCCEEDED
+    error: JobError | None = None
+
+
+class Kind(Protocol[R]):
+    kind: RunnerKind
+    cancellable: bool  # a running job checks `Work.stopped` as it goes, so it may be cancelled while it runs
+
+    def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> R:
+        """The deployment's runtime, its files fetched, not loaded yet."""
+        ...
+
+    def edge_tool(self, deployment: Deployment, fetch: Fetch) -> Any:
+        """What the HTTP edge needs to check a request (never the model itself), or None."""
+        ...
+
+    def check(self, request: Any, deployment: Deployment, edge: Edge) -> dict[str, Any]:
+        """The payload to queue for a parsed request, or InvalidInput naming the parameter."""
+        ...
+
+    def estimate(self, deployment: Deployment, payload: dict[str, Any]) -> int:
+        """The tokens a request is charged at the edge, before its job reports the real count."""
+        ...
+
+    def execute(self, work: Work, payload: dict[str, Any], runtime: R) -> TaskOutput:
+        """Run the job; InvalidInput / PermanentJobError fail it, TransientError retries it."""
+        ...
+
+    def render(self, result: dict[str, Any]) -> Any:
+        """The response body of a succeeded job's result."""
+        ...
+
+
+def parse_payload(model: type[BaseModel], payload: dict[str, Any]) -> Any:
+    """A queued payload as its kind's request model; InvalidInput naming the first problem."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(f"invalid payload: {first['msg']}", loc=("body", *first["loc"])) from exc
 
 
 def extras_allowed(request: BaseModel, extra: ExtraMode) -> dict[str, Any]:
@@ -46,11 +138,8 @@ def check_unicode(value: Any, loc: tuple[str | int, ...] = ("body",)) -> None:
             check_unicode(item, (*loc, index))
 
 
-@dataclass(frozen=True)
-class TaskOutput:
-    result: dict[str, Any] | None
-    usage: dict[Meter, int] = field(default_factory=dict)
-    # A task that did billable work can still end otherwise: a generation cut short by a failure (FAILED, with
-    # the error) or by its client (CANCELLED). Its usage is billed all the same.
-    status: JobStatus = JobStatus.SUCCEEDED
-    error: JobError | None = None
+CHARS_PER_TOKEN = 4  # the edge's estimate, settled to the real count when the job ends
+
+
+def chars_to_tokens(text: Any) -> int:
+    return -(-len(text) // CHARS_PER_TOKEN) if isinstance(text, str) else 0

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
+_STOP: object = object()
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -31,6 +32,13 @@ class MicroBatcher(Generic[T, R]):
         self._pending.put((items, future))
         return future.result()
 
+    def close(self) -> None:
+        """Stop the batching thread once the batches in flight are done."""
+        with self._start_lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._pending.put(_STOP)  # type: ignore[arg-type]
+                self._thread = None
+
     def _ensure_thread(self) -> None:
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
@@ -39,7 +47,10 @@ class MicroBatcher(Generic[T, R]):
 
     def _loop(self) -> None:
         while True:
-            batch = [self._pending.get()]
+            first = self._pending.get()
+            if first is _STOP:
+                return
+            batch = [first]
             size = len(batch[0][0])
             deadline = time.monotonic() + self._max_wait_s
             while size < self._max_batch_size:
@@ -49,6 +60,9 @@ class MicroBatcher(Generic[T, R]):
                 try:
                     item = self._pending.get(timeout=remaining)
                 except queue.Empty:
+                    break
+                if item is _STOP:
+                    self._pending.put(item)  # seen again after this batch runs
                     break
                 batch.append(item)
                 size += len(item[0])

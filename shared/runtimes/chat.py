@@ -1,5 +1,6 @@
-"""Chat and text completions: request checks (at the edge and again in the worker), the job's execution on a
-generation runner (writing stream chunks as it goes), and the OpenAI stream chunks the HTTP side relays."""
+"""Chat and text completions: request checks (at the edge and again in the worker), the estimate, the job's
+execution on a generation runtime (writing stream chunks as it goes), and the OpenAI stream chunks the HTTP side
+relays."""
 
 from __future__ import annotations
 
@@ -9,15 +10,24 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from pydantic import ValidationError
 
-from shared.application.streams import Cadence, StreamWriter, read_chunks
-from shared.domain.config import Deployment, Meter
+from shared.domain.config import Deployment, Meter, RunnerKind
 from shared.domain.errors import InvalidInput, ModelError
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.domain.ports import BlobStore
-from shared.runtimes.base import ExtraMode, TaskOutput, check_unicode, extras_allowed
-from shared.runtimes.engines.genai import Generation, GenerationOptions
+from shared.runtimes.base import (
+    Edge,
+    ExtraMode,
+    Fetch,
+    TaskOutput,
+    Work,
+    chars_to_tokens,
+    check_unicode,
+    extras_allowed,
+    parse_payload,
+)
+from shared.runtimes.engines.genai import Generation, GenerationOptions, GenerationRunner
+from shared.runtimes.streams import Cadence, StreamWriter, read_chunks
 from shared.schemas.chat import (
     AssistantMessage,
     ChatChoice,
@@ -28,6 +38,7 @@ from shared.schemas.chat import (
     TextCompletion,
     Usage,
 )
+from shared.settings import Settings
 
 Request = ChatCompletionsRequest | CompletionsRequest
 MAX_STOPS = 16
@@ -125,11 +136,8 @@ def check_context(prompt_tokens: int, context_length: int, request: Request) -> 
 
 def parse(payload: dict[str, Any]) -> Request:
     model: type[Request] = ChatCompletionsRequest if "messages" in payload else CompletionsRequest
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidInput(f"invalid payload: {first['msg']}", loc=("body", *first["loc"])) from exc
+    request: Request = parse_payload(model, payload)
+    return request
 
 
 def execute(
@@ -139,6 +147,7 @@ def execute(
     runner: Runner,
     blobs: BlobStore,
     stopped: Callable[[], bool],
+    progress: Callable[[], None] = lambda: None,
 ) -> TaskOutput:
     """Generate; with `stream`, write chunks as they come. `stopped()` says the job was cancelled meanwhile."""
     request = parse(payload)
@@ -152,7 +161,7 @@ def execute(
     check_context(len(input_ids), runner.context_length, request)
     max_new = min(request.token_limit or deployment.max_tokens, runner.context_length - len(input_ids))
     generation = runner.generate(input_ids, _options(request, max_new))
-    writer = StreamWriter(blobs, job.id) if request.stream else None
+    writer = StreamWriter(blobs, job.id, progress) if request.stream else None
     cadence = Cadence()
     pieces: list[str] = []
     status: JobStatus = JobStatus.SUCCEEDED
@@ -181,7 +190,7 @@ def execute(
         writer.flush(generation.prompt_tokens, generation.completion_tokens)  # the rest, before the job ends
     if status is JobStatus.FAILED:
         return TaskOutput(None, usage, status, error)
-    return TaskOutput(_response(job, deployment, request, generation, "".join(pieces)).model_dump(), usage)
+    return TaskOutput(_response(job, deployment, request, generation, "".join(pieces)), usage)
 
 
 def _response(
@@ -238,17 +247,18 @@ class ChunkRenderer:
         if job.status is not JobStatus.SUCCEEDED or job.result is None:
             error = job.error or JobError(code="Cancelled", message=f"the job is {job.status}")
             return [{"error": {"code": error.code, "message": error.message}}]
-        finish = job.result["choices"][0]["finish_reason"]
-        chunks = [self._chunk({} if self.chat else "", finish)]
+        result = _result(job.result)
+        chunks = [self._chunk({} if self.chat else "", result.choices[0].finish_reason)]
         if self.include_usage:
-            chunks.append({**self._chunk({}, None), "choices": [], "usage": job.result["usage"]})
+            chunks.append({**self._chunk({}, None), "choices": [], "usage": result.usage.model_dump()})
         return chunks
 
     def replay(self, job: Job) -> list[dict[str, Any]]:
         """The whole stream of a finished job at once, from its result."""
         assert job.result is not None
-        choice = job.result["choices"][0]
-        text = choice["message"]["content"] if self.chat else choice["text"]
+        result = _result(job.result)
+        choice = result.choices[0]
+        text = choice.message.content if isinstance(choice, ChatChoice) else choice.text
         return [*self.opening(), self.content(text), *self.closing(job)]
 
     def _chunk(self, delta: dict[str, Any] | str, finish: str | None) -> dict[str, Any]:
@@ -307,3 +317,58 @@ def _unsupported(deployment: Deployment, name: str, value: Any, why: str) -> Inv
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[Meter, int]:
     return {Meter.INPUT_TOKENS: prompt_tokens, Meter.OUTPUT_TOKENS: completion_tokens}
+
+
+def _result(result: dict[str, Any]) -> ChatCompletion | TextCompletion:
+    if result.get("object") == "chat.completion":
+        return ChatCompletion.model_validate(result)
+    return TextCompletion.model_validate(result)
+
+
+def estimate(deployment: Deployment, payload: dict[str, Any]) -> int:
+    """The prompt at about 4 characters a token, plus the most the generation may produce."""
+    texts = [payload["prompt"]] if "prompt" in payload else [m.get("content") for m in payload.get("messages", [])]
+    prompt = sum(chars_to_tokens(_text(t)) for t in texts)
+    limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or deployment.max_tokens
+    return prompt + int(limit)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(_text(part.get("text", "") if isinstance(part, dict) else part) for part in content)
+    return ""
+
+
+class ChatRuntime(GenerationRunner):
+    """The deployment's onnxruntime-genai model: one generator per request, no batching."""
+
+
+class ChatKind:
+    kind = RunnerKind.CHAT
+    cancellable = True  # a generation checks its job's status as it goes
+
+    def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ChatRuntime:
+        return ChatRuntime(fetch(deployment.model.files), settings.intra_op_threads)
+
+    def edge_tool(self, deployment: Deployment, fetch: Fetch) -> PromptTokens:
+        """Prompt token counts from the tokenizer files alone: the edge never loads the model."""
+        from shared.runtimes.engines.prompts import EDGE_FILES, PromptCounter
+
+        return PromptCounter(fetch({k: v for k, v in deployment.model.files.items() if k in EDGE_FILES}))
+
+    def check(self, request: Request, deployment: Deployment, edge: Edge) -> dict[str, Any]:
+        return check(request, deployment, edge.extra, edge.tool())
+
+    def estimate(self, deployment: Deployment, payload: dict[str, Any]) -> int:
+        return estimate(deployment, payload)
+
+    def execute(self, work: Work, payload: dict[str, Any], runtime: ChatRuntime) -> TaskOutput:
+        return execute(work.job, payload, work.deployment, runtime, work.blobs, work.stopped, work.progress)
+
+    def render(self, result: dict[str, Any]) -> Any:
+        return result
+
+
+KIND = ChatKind()

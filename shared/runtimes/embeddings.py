@@ -1,53 +1,58 @@
-"""Embeddings: request checks (at the edge and again in the worker) and the job's execution."""
+"""Text embeddings: the request check (at the edge and again in the worker), the estimate, the runtime (ONNX
+Runtime behind a micro-batcher) and the job's execution."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from shared.domain.config import Deployment, Meter
+from shared.domain.config import Deployment, Meter, RunnerKind
 from shared.domain.errors import InvalidInput
-from shared.runtimes.base import ExtraMode, TaskOutput, check_unicode, extras_allowed
-from shared.runtimes.engines.onnx_embeddings import Embedding
+from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, chars_to_tokens, check_unicode, extras_allowed
+from shared.runtimes.base import parse_payload as _parse
+from shared.runtimes.batching import MicroBatcher
+from shared.runtimes.engines.onnx_embeddings import Embedding, EmbeddingRunner
 from shared.schemas.embeddings import EmbeddingItem, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
-
-Predict = Callable[[Sequence[str]], list[Embedding]]
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_inputs: int
-    max_input_chars: int
+from shared.settings import Settings
 
 
-def check(request: EmbeddingsRequest, deployment: Deployment, limits: Limits, extra: ExtraMode) -> dict[str, Any]:
+class EmbeddingsRuntime:
+    """The deployment's ONNX model; concurrent `predict` calls are merged into micro-batches."""
+
+    def __init__(self, runner: EmbeddingRunner, max_batch_size: int, max_wait_s: float) -> None:
+        self.runner = runner
+        self.predict = MicroBatcher(runner.predict, max_batch_size, max_wait_s)
+
+    def load(self) -> None:
+        self.runner.load()
+
+    def close(self) -> None:
+        self.predict.close()
+
+
+def check(request: EmbeddingsRequest, deployment: Deployment, edge: Edge) -> dict[str, Any]:
     """The payload to queue, or InvalidInput naming the parameter."""
-    extras = extras_allowed(request, extra)
-    if extras and extra == "pass-through":
+    extras = extras_allowed(request, edge.extra)
+    if extras and edge.extra == "pass-through":
         # The embeddings runner takes no extra parameters: it rejects what is passed through.
         name = next(iter(extras))
         raise InvalidInput(
             f"Parameter '{name}' is not supported by model '{deployment.name}'.", loc=("body", name), input=extras[name]
         )
     inputs = request.inputs
+    max_inputs, max_chars = edge.settings.max_inputs, edge.settings.max_input_chars
     if not inputs:
         raise InvalidInput("input must not be empty", loc=("body", "input"), input=request.input)
-    if len(inputs) > limits.max_inputs:
+    if len(inputs) > max_inputs:
         raise InvalidInput(
-            f"At most {limits.max_inputs} inputs per request; got {len(inputs)}.",
-            loc=("body", "input"),
-            input=len(inputs),
+            f"At most {max_inputs} inputs per request; got {len(inputs)}.", loc=("body", "input"), input=len(inputs)
         )
     for i, text in enumerate(inputs):
         if not text.strip():
             raise InvalidInput("input strings must not be empty", loc=("body", "input", i), input=text)
-        if len(text) > limits.max_input_chars:
+        if len(text) > max_chars:
             raise InvalidInput(
-                f"Input {i} has {len(text)} characters; at most {limits.max_input_chars}.",
+                f"Input {i} has {len(text)} characters; at most {max_chars}.",
                 loc=("body", "input", i),
                 input=len(text),
             )
@@ -64,34 +69,55 @@ def check(request: EmbeddingsRequest, deployment: Deployment, limits: Limits, ex
 
 
 def parse(payload: dict[str, Any]) -> EmbeddingsRequest:
-    try:
-        request = EmbeddingsRequest.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidInput(f"invalid payload: {first['msg']}", loc=("body", *first["loc"])) from exc
+    request: EmbeddingsRequest = _parse(EmbeddingsRequest, payload)
     if request.model_extra:
         raise InvalidInput(f"unknown parameters: {sorted(request.model_extra)}", loc=("body",))
     return request
 
 
-def execute(
-    job_id: str, payload: dict[str, Any], deployment: Deployment, limits: Limits, predict: Predict
-) -> TaskOutput:
-    request = parse(payload)
-    check(request, deployment, limits, "error")
-    embeddings = predict(request.inputs)
-    data = [EmbeddingItem(index=i, embedding=_encode(e, request.encoding_format)) for i, e in enumerate(embeddings)]
-    tokens = sum(e.tokens for e in embeddings)
-    response = EmbeddingsResponse(
-        id=job_id,
-        data=data,
-        model=deployment.model_name,
-        usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
-    )
-    return TaskOutput(result=response.model_dump(), usage={Meter.INPUT_TOKENS: tokens})
+class EmbeddingsKind:
+    kind = RunnerKind.EMBEDDINGS
+    cancellable = False
+
+    def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> EmbeddingsRuntime:
+        s = settings
+        runner = EmbeddingRunner(
+            fetch(deployment.model.files), deployment.max_tokens, s.intra_op_threads, s.max_batch_size
+        )
+        return EmbeddingsRuntime(runner, s.max_batch_size, s.max_batch_wait_ms / 1000)
+
+    def edge_tool(self, deployment: Deployment, fetch: Fetch) -> None:  # noqa: ARG002 (the protocol's)
+        return None
+
+    def check(self, request: EmbeddingsRequest, deployment: Deployment, edge: Edge) -> dict[str, Any]:
+        return check(request, deployment, edge)
+
+    def estimate(self, deployment: Deployment, payload: dict[str, Any]) -> int:  # noqa: ARG002
+        inputs = payload.get("input", "")
+        return sum(chars_to_tokens(text) for text in ([inputs] if isinstance(inputs, str) else inputs))
+
+    def execute(self, work: Work, payload: dict[str, Any], runtime: EmbeddingsRuntime) -> TaskOutput:
+        request = parse(payload)
+        check(request, work.deployment, Edge("error", work.settings))
+        embeddings = runtime.predict(request.inputs)
+        data = [EmbeddingItem(index=i, embedding=_encode(e, request.encoding_format)) for i, e in enumerate(embeddings)]
+        tokens = sum(e.tokens for e in embeddings)
+        response = EmbeddingsResponse(
+            id=work.job.id,
+            data=data,
+            model=work.deployment.model_name,
+            usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
+        )
+        return TaskOutput(result=response, usage={Meter.INPUT_TOKENS: tokens})
+
+    def render(self, result: dict[str, Any]) -> Any:
+        return result
 
 
 def _encode(embedding: Embedding, encoding_format: str) -> list[float] | str:
     if encoding_format == "base64":
         return base64.b64encode(embedding.vector.astype("<f4").tobytes()).decode("ascii")
     return [float(x) for x in embedding.vector]
+
+
+KIND = EmbeddingsKind()

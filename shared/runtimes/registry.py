@@ -1,93 +1,86 @@
-"""Loaded runners, one per deployment per process, created on first use and wrapped in a micro-batcher."""
+"""The runtime registry (MLServer's `MultiModelRegistry`): a deployment's name resolves to its loaded runtime,
+loaded once per process on first use. Each deployment has its own lock, so loading one model (a download, a
+slow init) never blocks a job on another deployment. `KINDS` is the one table from a deployment's `kind` to the
+module that knows what that kind means."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import ConfigError
 from shared.domain.ports import ModelSource
-from shared.runtimes.batching import MicroBatcher
+from shared.runtimes import chat, embeddings, score
+from shared.runtimes.base import Kind, Runtime
 from shared.settings import Settings
 
-if TYPE_CHECKING:
-    from shared.runtimes.engines.genai import GenerationRunner
-    from shared.runtimes.engines.prompts import PromptCounter
-    from shared.runtimes.engines.scoring_script import ScoringScript
+KINDS: Mapping[RunnerKind, Kind[Any]] = {
+    RunnerKind.EMBEDDINGS: embeddings.KIND,
+    RunnerKind.CHAT: chat.KIND,
+    RunnerKind.SCORE: score.KIND,
+}
 
-Predict = Callable[[Sequence[Any]], list[Any]]
 
-
-class RunnerPool:
-    def __init__(self, settings: Settings, models: ModelSource) -> None:
+class RuntimeRegistry:
+    def __init__(self, settings: Settings, models: ModelSource, kinds: Mapping[RunnerKind, Kind[Any]] = KINDS):
         self._settings = settings
         self._models = models
-        self._loaded: dict[str, Predict] = {}
-        self._generators: dict[str, GenerationRunner] = {}
-        self._counters: dict[str, PromptCounter] = {}
-        self._scripts: dict[str, ScoringScript] = {}
-        self._lock = threading.Lock()
+        self._kinds = kinds
+        self._runtimes: dict[str, Runtime] = {}
+        self._edge_tools: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()  # held only to find a deployment's lock, never while loading
+
+    def kind(self, deployment: Deployment) -> Kind[Any]:
+        try:
+            return self._kinds[deployment.kind]
+        except KeyError:
+            raise ConfigError(f"deployment {deployment.name}: kind {deployment.kind} is not available") from None
+
+    def runtime(self, deployment: Deployment) -> Runtime:
+        """The deployment's runtime, loaded (fetching its files first) by the first caller."""
+        runtime = self._runtimes.get(deployment.name)
+        if runtime is not None:
+            return runtime
+        with self._lock(deployment.name):
+            if deployment.name not in self._runtimes:
+                loading = self.kind(deployment).runtime(deployment, self._fetcher(deployment), self._settings)
+                loading.load()
+                self._runtimes[deployment.name] = loading
+            return self._runtimes[deployment.name]
+
+    def edge_tool(self, deployment: Deployment) -> Any:
+        """What the HTTP edge needs to check the deployment's requests (never its model), or None."""
+        key = f"edge:{deployment.name}"
+        if deployment.name in self._edge_tools:
+            return self._edge_tools[deployment.name]
+        with self._lock(key):
+            if deployment.name not in self._edge_tools:
+                tool = self.kind(deployment).edge_tool(deployment, self._fetcher(deployment))
+                self._edge_tools[deployment.name] = tool
+            return self._edge_tools[deployment.name]
 
     def preload(self, deployment: Deployment) -> None:
         """Load the deployment's model now rather than on its first job."""
-        if deployment.kind is RunnerKind.CHAT:
-            self.generator(deployment)
-        elif deployment.kind is RunnerKind.SCORE:
-            self.scorer(deployment)
-        else:
-            self.predictor(deployment)
+        self.runtime(deployment)
 
-    def generator(self, deployment: Deployment) -> GenerationRunner:
-        """The chat deployment's generation runner; no batching: every request gets its own generator."""
-        with self._lock:
-            if deployment.name not in self._generators:
-                from shared.runtimes.engines.genai import GenerationRunner
+    def close(self) -> None:
+        with self._guard:
+            runtimes, self._runtimes = list(self._runtimes.values()), {}
+        for runtime in runtimes:
+            runtime.close()
 
-                folder = self._models.fetch(deployment.model.source, deployment.model.files)
-                runner = GenerationRunner(folder, self._settings.intra_op_threads)
-                runner.load()
-                self._generators[deployment.name] = runner
-            return self._generators[deployment.name]
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
 
-    def scorer(self, deployment: Deployment) -> ScoringScript:
-        """The deployment's scoring script, imported and initialised once per process."""
-        with self._lock:
-            if deployment.name not in self._scripts:
-                from shared.runtimes.engines.scoring_script import ScoringScript
+    def _fetcher(self, deployment: Deployment) -> Any:
+        source = deployment.model.source
 
-                assert deployment.script is not None  # the config requires it for this kind
-                folder = self._models.fetch(deployment.model.source, deployment.model.files)
-                script = ScoringScript(deployment.name, Path(deployment.script), folder)
-                script.load()
-                self._scripts[deployment.name] = script
-            return self._scripts[deployment.name]
+        def fetch(files: dict[str, str]) -> Path:
+            return self._models.fetch(source, files)
 
-    def prompt_counter(self, deployment: Deployment) -> PromptCounter:
-        """Prompt token counts for the HTTP edge: fetches only the tokenizer files, never loads the model."""
-        with self._lock:
-            if deployment.name not in self._counters:
-                from shared.runtimes.engines.prompts import EDGE_FILES, PromptCounter
-
-                files = {k: v for k, v in deployment.model.files.items() if k in EDGE_FILES}
-                self._counters[deployment.name] = PromptCounter(self._models.fetch(deployment.model.source, files))
-            return self._counters[deployment.name]
-
-    def predictor(self, deployment: Deployment) -> Predict:
-        with self._lock:
-            if deployment.name not in self._loaded:
-                self._loaded[deployment.name] = self._load(deployment)
-            return self._loaded[deployment.name]
-
-    def _load(self, deployment: Deployment) -> Predict:
-        folder = self._models.fetch(deployment.model.source, deployment.model.files)
-        s = self._settings
-        if deployment.kind is RunnerKind.EMBEDDINGS:
-            from shared.runtimes.engines.onnx_embeddings import EmbeddingRunner
-
-            runner = EmbeddingRunner(folder, deployment.max_tokens, s.intra_op_threads, s.max_batch_size)
-            runner.load()
-            return MicroBatcher(runner.predict, s.max_batch_size, s.max_batch_wait_ms / 1000)
-        raise ConfigError(f"deployment {deployment.name}: runner kind {deployment.kind} is not available")
+        return fetch

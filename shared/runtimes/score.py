@@ -1,20 +1,34 @@
 """Scoring-script requests: any JSON in (its `model` names the endpoint), the script's JSON out, billed as one
-request on the `requests` meter."""
+request on the `requests` meter. The runtime is the user's script (Azure ML's `init()`/`run()` contract)."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from shared.domain.config import Meter
-from shared.domain.errors import InvalidInput, PermanentJobError, ScriptError
-from shared.runtimes.base import TaskOutput, check_unicode
+from pydantic import BaseModel, ConfigDict
 
-Run = Callable[[str], Any]
+from shared.domain.config import Deployment, Meter, RunnerKind
+from shared.domain.errors import InvalidInput, ScriptError
+from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, check_unicode, parse_payload
+from shared.runtimes.engines.scoring_script import ScoringScript
+from shared.settings import Settings
+
 # Deeper JSON than a queue message can carry (pydantic refuses ~200 levels); no scoring input needs this many.
 MAX_DEPTH = 64
+
+
+class ScorePayload(BaseModel):
+    """The queued request: the body the script's run() receives, as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+    data: Any
+
+
+class ScoreResult(BaseModel):
+    output: Any
 
 
 def check(body: Any) -> tuple[str | None, dict[str, Any]]:
@@ -32,7 +46,7 @@ def check(body: Any) -> tuple[str | None, dict[str, Any]]:
         model = body.pop("model")
         if not isinstance(model, str):
             raise InvalidInput("model must be a string", loc=("body", "model"), input=model)
-    return model, {"data": body}
+    return model, ScorePayload(data=body).model_dump()
 
 
 def _check_json(value: Any, loc: tuple[str | int, ...]) -> None:
@@ -49,12 +63,43 @@ def _check_json(value: Any, loc: tuple[str | int, ...]) -> None:
             _check_json(item, (*loc, index))
 
 
-def execute(payload: dict[str, Any], run: Run) -> TaskOutput:
-    if "data" not in payload:
-        raise PermanentJobError("a scoring payload carries its request body in 'data'")
-    output = run(json.dumps(payload["data"], separators=(",", ":")))
-    try:
-        json.dumps(output, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ScriptError(f"run() returned a value that is not JSON: {exc}") from exc
-    return TaskOutput(result={"output": output}, usage={Meter.REQUESTS: 1})
+class ScoreRuntime(ScoringScript):
+    """The deployment's scoring script, imported and initialised once per process."""
+
+    def close(self) -> None:
+        pass  # a script has no close(): its module stays imported for the life of the process
+
+
+class ScoreKind:
+    kind = RunnerKind.SCORE
+    cancellable = False
+
+    def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ScoreRuntime:  # noqa: ARG002
+        assert deployment.script is not None  # the config requires it for this kind
+        return ScoreRuntime(deployment.name, Path(deployment.script), fetch(deployment.model.files))
+
+    def edge_tool(self, deployment: Deployment, fetch: Fetch) -> None:  # noqa: ARG002 (the protocol's)
+        return None
+
+    def check(self, request: dict[str, Any], deployment: Deployment, edge: Edge) -> dict[str, Any]:  # noqa: ARG002
+        """`request` is what `check(body)` made of the body before routing."""
+        payload: ScorePayload = parse_payload(ScorePayload, request)
+        return payload.model_dump()
+
+    def estimate(self, deployment: Deployment, payload: dict[str, Any]) -> int:  # noqa: ARG002
+        return 0  # billed per request, not per token
+
+    def execute(self, work: Work, payload: dict[str, Any], runtime: ScoreRuntime) -> TaskOutput:  # noqa: ARG002
+        request: ScorePayload = parse_payload(ScorePayload, payload)
+        output = runtime.run(json.dumps(request.data, separators=(",", ":")))
+        try:
+            json.dumps(output, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ScriptError(f"run() returned a value that is not JSON: {exc}") from exc
+        return TaskOutput(result=ScoreResult(output=output), usage={Meter.REQUESTS: 1})
+
+    def render(self, result: dict[str, Any]) -> Any:
+        return ScoreResult.model_validate(result).output
+
+
+KIND = ScoreKind()

@@ -363,7 +363,7 @@ def _claim_check_key(tmp_path: Path) -> str:
 
     settings = Settings(_env_file=None, data_dir=tmp_path, inline_payload_max_bytes=16)
     service = bootstrap(settings)
-    job = service._enqueue(Job.new("job_lifecycle", "demo", "all-MiniLM-L6-v2"), {"input": ["x" * 100]})
+    job = service.gateway._enqueue(Job.new("job_lifecycle", "demo", "all-MiniLM-L6-v2"), {"input": ["x" * 100]})
     assert job.payload_ref is not None
     return job.payload_ref
 
@@ -372,8 +372,8 @@ def test_lifecycle_rule_sweeps_only_stream_chunks_and_claim_check_payloads(
     templates: Templates, tmp_path: Path
 ) -> None:
     from shared.adapters.azure.jobs import RESULTS_PREFIX
-    from shared.application import streams
     from shared.application import usage_ingest as billing_ingest
+    from shared.runtimes import streams
     from shared.settings import Settings
 
     (rule,) = _lifecycle_rules(templates)

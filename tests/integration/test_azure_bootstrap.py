@@ -20,7 +20,7 @@ from shared.adapters.azure.stats import AzureDeploymentStats
 from shared.adapters.azure.usage_stream import AzureUsageStream
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
-from shared.bootstrap import bootstrap, poison_queue
+from shared.bootstrap import bootstrap
 from shared.domain.errors import ConfigError
 from shared.settings import Settings
 from tests.azurite import Azurite
@@ -42,7 +42,7 @@ def test_the_azure_backend_builds_every_azure_adapter_and_keeps_usage_embedded_w
     assert isinstance(service.ledger, AzureUsageLedger) and isinstance(service.stats, AzureDeploymentStats)
     assert isinstance(service.stream, SqliteUsageLog)
     assert "no Event Hubs connection" in caplog.text
-    poison = poison_queue(service)
+    poison = service.poison
     assert isinstance(poison, AzureJobQueue) and poison.name == POISON_QUEUE
     assert poison.count() == 0  # created on first use (Azurite starts empty)
 

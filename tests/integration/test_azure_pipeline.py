@@ -20,9 +20,8 @@ from azure.storage.queue import QueueClient
 from functions.azure.indexing import trigger
 from functions.local.runtime import QueuePump
 from shared.adapters.azure.queue import MAX_MESSAGE_BYTES, AzureJobQueue
-from shared.application.gateway import InferenceService
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
-from shared.bootstrap import bootstrap, poison_queue, set_service
+from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import Caller
 from shared.domain.errors import NotFound
 from shared.domain.jobs import JobStatus
@@ -40,7 +39,7 @@ def connection(azurite: Azurite) -> str:
 
 
 @pytest.fixture
-def service(tmp_path: Path, config_path: Path, connection: str) -> Iterator[InferenceService]:
+def service(tmp_path: Path, config_path: Path, connection: str) -> Iterator[Inferq]:
     settings = Settings(
         _env_file=None,
         backend="azure",
@@ -50,15 +49,15 @@ def service(tmp_path: Path, config_path: Path, connection: str) -> Iterator[Infe
         AzureWebJobsStorage=connection,
     )
     svc = bootstrap(settings)
-    set_service(svc)
+    set_app(svc)
     yield svc
-    set_service(None)
+    set_app(None)
 
 
 @pytest.fixture
-def pump(service: InferenceService) -> Iterator[QueuePump]:
+def pump(service: Inferq) -> Iterator[QueuePump]:
     p = QueuePump(
-        service.queue, trigger("run_job"), poison=poison_queue(service), max_dequeue_count=5,
+        service.queue, trigger("run_job"), poison=service.poison, max_dequeue_count=5,
         visibility_timeout_s=60, concurrency=2,
     )  # fmt: skip
     yield p
@@ -73,7 +72,7 @@ def raw_queue(connection: str, name: str = JOB_QUEUE) -> QueueClient:
     return client
 
 
-def run_until_done(pump: QueuePump, service: InferenceService, job_id: str) -> None:
+def run_until_done(pump: QueuePump, service: Inferq, job_id: str) -> None:
     def done() -> bool:
         pump.pump_once()
         job = service.store.get(job_id)
@@ -95,10 +94,10 @@ def texts(n: int, chars: int, seed: int = 7) -> list[str]:
 
 
 def test_a_100kb_request_goes_by_claim_check_and_returns_the_right_result(
-    service: InferenceService, pump: QueuePump, connection: str
+    service: Inferq, pump: QueuePump, connection: str
 ) -> None:
     inputs = texts(40, 2500)
-    submitted = service.submit(ACME, service.config.default_deployment, {"input": inputs})
+    submitted = service.gateway.submit(ACME, service.config.default_deployment, {"input": inputs})
     job = submitted.job
     assert job.payload_ref == f"payloads/{job.id}.json"
     assert len(service.blobs.get(job.payload_ref)) > 100_000
@@ -109,10 +108,10 @@ def test_a_100kb_request_goes_by_claim_check_and_returns_the_right_result(
     assert message.payload is None and message.payload_ref == job.payload_ref
 
     run_until_done(pump, service, job.id)
-    done = service.get_job(ACME, job.id)
+    done = service.gateway.get_job(ACME, job.id)
     assert done.status is JobStatus.SUCCEEDED, done.error
     assert done.result is not None and len(done.result["data"]) == 40
-    expected = service.runners.predictor(service.config.default_deployment)(inputs)
+    expected = service.registry.runtime(service.config.default_deployment).predict(inputs)
     got = np.array([item["embedding"] for item in done.result["data"]])
     assert np.allclose(got, np.array([e.vector for e in expected]), atol=1e-5)
     assert done.result["usage"]["prompt_tokens"] == sum(e.tokens for e in expected)
@@ -129,18 +128,18 @@ def test_a_100kb_request_goes_by_claim_check_and_returns_the_right_result(
     )
 
 
-def test_the_largest_inline_payload_still_fits_one_queue_message(service: InferenceService, connection: str) -> None:
+def test_the_largest_inline_payload_still_fits_one_queue_message(service: Inferq, connection: str) -> None:
     limit = service.settings.inline_payload_max_bytes
     overhead = len(json.dumps({"input": ""}, separators=(",", ":")))
-    job = service.submit(ACME, service.config.default_deployment, {"input": "x" * (limit - overhead)}).job
+    job = service.gateway.submit(ACME, service.config.default_deployment, {"input": "x" * (limit - overhead)}).job
     assert job.payload_ref is None  # inline, right at the threshold
     (wire,) = raw_queue(connection).peek_messages(max_messages=1)
     assert len(wire.content) <= MAX_MESSAGE_BYTES
     assert JobMessage.model_validate_json(base64.b64decode(wire.content)).payload is not None
 
 
-def test_messages_on_the_wire_are_base64_of_the_json_message(service: InferenceService, connection: str) -> None:
-    job = service.submit(ACME, service.config.default_deployment, {"input": "héllo wörld"}).job
+def test_messages_on_the_wire_are_base64_of_the_json_message(service: Inferq, connection: str) -> None:
+    job = service.gateway.submit(ACME, service.config.default_deployment, {"input": "héllo wörld"}).job
     (wire,) = raw_queue(connection).peek_messages(max_messages=1)
     decoded = base64.b64decode(wire.content, validate=True).decode("utf-8")
     expected = {"v": 1, "job_id": job.id, "tenant": "acme", "deployment": "all-MiniLM-L6-v2"}
@@ -148,23 +147,23 @@ def test_messages_on_the_wire_are_base64_of_the_json_message(service: InferenceS
 
 
 def test_a_message_base64_written_by_another_producer_is_processed(
-    service: InferenceService, pump: QueuePump, connection: str
+    service: Inferq, pump: QueuePump, connection: str
 ) -> None:
     body = JobMessage(
         job_id="job_batchpipeline1", tenant="acme", deployment="all-MiniLM-L6-v2", payload={"input": "hi"}
     )
     raw_queue(connection).send_message(base64.b64encode(body.model_dump_json().encode()).decode())
     run_until_done(pump, service, "job_batchpipeline1")
-    job = service.get_job(ACME, "job_batchpipeline1")
+    job = service.gateway.get_job(ACME, "job_batchpipeline1")
     assert job.status is JobStatus.SUCCEEDED and job.result is not None and len(job.result["data"]) == 1
 
 
 def test_a_message_that_is_not_base64_goes_straight_to_the_poison_queue(
-    service: InferenceService, pump: QueuePump, connection: str
+    service: Inferq, pump: QueuePump, connection: str
 ) -> None:
     body = JobMessage(job_id="job_rawtext1", tenant="acme", deployment="all-MiniLM-L6-v2", payload={"input": "hi"})
     raw_queue(connection).send_message(body.model_dump_json())  # forgot the base64 the trigger expects
-    poison = poison_queue(service)
+    poison = service.poison
     assert isinstance(poison, AzureJobQueue) and poison.name == POISON_QUEUE
     wait_for(lambda: pump.pump_once() >= 0 and poison.count() == 1)
     assert isinstance(service.queue, AzureJobQueue) and service.queue.count() == 0

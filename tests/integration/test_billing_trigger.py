@@ -11,8 +11,7 @@ from functions.azure.indexing import bindings, trigger
 from functions.local.runtime import UsageConsumer
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.application import usage_ingest as billing_ingest
-from shared.application.gateway import InferenceService
-from shared.bootstrap import bootstrap, set_service
+from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.config import AppConfig
 from shared.domain.errors import StorageUnavailable
 from shared.domain.ports import IngestResult, UsageLedger, UsageTotal
@@ -25,11 +24,11 @@ ALL_TIME = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture
-def service(settings: Settings, config: AppConfig) -> Iterator[InferenceService]:
+def service(settings: Settings, config: AppConfig) -> Iterator[Inferq]:
     svc = bootstrap(settings.model_copy(update={"usage_ingest_backoff_s": 0}), config=config)
-    set_service(svc)
+    set_app(svc)
     yield svc
-    set_service(None)
+    set_app(None)
 
 
 def event(job: str, tokens: int, tenant: str = "acme", time: datetime = T0) -> UsageEvent:
@@ -43,15 +42,15 @@ def hub_events(bodies: Sequence[str | bytes]) -> list[func.EventHubEvent]:
     ]
 
 
-def totals(service: InferenceService) -> dict[tuple[str, datetime], int]:
+def totals(service: Inferq) -> dict[tuple[str, datetime], int]:
     return {(t.tenant, t.period_start): t.tokens for t in service.ledger.hourly_totals(None, *ALL_TIME)}
 
 
-def kept(service: InferenceService, prefix: str) -> list[dict]:
+def kept(service: Inferq, prefix: str) -> list[dict]:
     return [json.loads(service.blobs.get(k)) for k in service.blobs.list_keys(prefix, 100)]
 
 
-def test_a_malformed_event_is_dead_lettered_and_the_rest_of_its_batch_billed(service: InferenceService) -> None:
+def test_a_malformed_event_is_dead_lettered_and_the_rest_of_its_batch_billed(service: Inferq) -> None:
     good = [event("job-1", 10).model_dump_json(), event("job-2", 32, tenant="globex").model_dump_json()]
     malformed = json.dumps({**json.loads(good[0]), "id": "job-3:input_tokens", "tokens": -5})
     trigger("bill_usage")(hub_events([good[0], malformed, good[1], b"\x00not json"]))
@@ -64,7 +63,7 @@ def test_a_malformed_event_is_dead_lettered_and_the_rest_of_its_batch_billed(ser
     assert "Invalid JSON" in reasons["\x00not json"]
 
 
-def test_replaying_the_whole_stream_from_the_first_offset_changes_no_total(service: InferenceService) -> None:
+def test_replaying_the_whole_stream_from_the_first_offset_changes_no_total(service: Inferq) -> None:
     log = service.stream
     assert isinstance(log, SqliteUsageLog)
     events = [
@@ -102,8 +101,8 @@ class FlakyLedger:
         return self.ledger.hourly_totals(tenant, start, end)
 
 
-def test_a_batch_kept_through_an_outage_is_billed_once_by_the_replay_timer(service: InferenceService) -> None:
-    service.ledger = FlakyLedger(service.ledger, down=service.settings.usage_ingest_attempts)
+def test_a_batch_kept_through_an_outage_is_billed_once_by_the_replay_timer(service: Inferq) -> None:
+    service.billing.ledger = FlakyLedger(service.ledger, down=service.settings.usage_ingest_attempts)
     bodies = [event("job-1", 10).model_dump_json(), event("job-2", 5).model_dump_json()]
     trigger("bill_usage")(hub_events(bodies))  # every attempt fails: kept, and the trigger checkpoints
     assert totals(service) == {} and len(kept(service, billing_ingest.REPLAY_PREFIX)) == 1

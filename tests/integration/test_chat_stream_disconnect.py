@@ -12,8 +12,7 @@ import uvicorn
 
 from functions.http import app as http_api
 from functions.local.host import LocalHost
-from shared.application.gateway import InferenceService
-from shared.bootstrap import set_service
+from shared.bootstrap import Inferq, set_app
 from shared.domain.auth import Caller
 from shared.domain.config import Meter
 from shared.domain.jobs import JobStatus
@@ -22,8 +21,8 @@ from tests.integration.test_chat_worker import STORY, Gated
 
 
 @pytest.fixture
-def url(service: InferenceService) -> Iterator[str]:
-    set_service(service)
+def url(service: Inferq) -> Iterator[str]:
+    set_app(service)
     host = LocalHost.build(service)
     host.start()
     port = free_port()
@@ -35,18 +34,18 @@ def url(service: InferenceService) -> Iterator[str]:
     server.should_exit = True
     thread.join(10)
     host.stop()
-    set_service(None)
+    set_app(None)
 
 
 @pytest.fixture
-def gated(service: InferenceService, monkeypatch: pytest.MonkeyPatch) -> Gated:
-    gate = Gated(service.runners.generator(service.deployment("tiny-random-chat")), pause_after=20)
-    monkeypatch.setattr(service.runners, "generator", lambda deployment: gate)
+def gated(service: Inferq, monkeypatch: pytest.MonkeyPatch) -> Gated:
+    gate = Gated(service.registry.runtime(service.gateway.deployment("tiny-random-chat")), pause_after=20)
+    monkeypatch.setattr(service.registry, "runtime", lambda deployment: gate)
     return gate
 
 
 def test_a_client_leaving_mid_stream_cancels_the_job_which_bills_the_tokens_generated(
-    url: str, service: InferenceService, gated: Gated
+    url: str, service: Inferq, gated: Gated
 ) -> None:
     body = {"model": "tiny-random-chat", "messages": STORY, "max_tokens": 200, "temperature": 0, "stream": True}
     with (
@@ -60,11 +59,11 @@ def test_a_client_leaving_mid_stream_cancels_the_job_which_bills_the_tokens_gene
         assert '"content":' in next(e for e in events if e)  # the first 16 tokens arrived
         assert gated.paused.wait(30)
     # The connection is closed with the generation paused at token 20.
-    wait_for(lambda: service.get_job(Caller("acme"), job_id).status is JobStatus.CANCELLED)
+    wait_for(lambda: service.gateway.get_job(Caller("acme"), job_id).status is JobStatus.CANCELLED)
     gated.gate.set()
-    wait_for(lambda: bool(service.get_job(Caller("acme"), job_id).usage))
+    wait_for(lambda: bool(service.gateway.get_job(Caller("acme"), job_id).usage))
     (generated,) = gated.generated
-    job = service.get_job(Caller("acme"), job_id)
+    job = service.gateway.get_job(Caller("acme"), job_id)
     assert job.status is JobStatus.CANCELLED
     assert {e.meter: e.tokens for e in job.usage}[Meter.OUTPUT_TOKENS] == generated < 200
     wait_for(lambda: not service.blobs.list_keys(f"streams/{job_id}/", 10))

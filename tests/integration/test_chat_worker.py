@@ -13,13 +13,13 @@ import pytest
 from functions.azure.indexing import trigger
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
-from shared.application.gateway import InferenceService
-from shared.application.streams import chunk_key, read_chunks
+from shared.bootstrap import Inferq
 from shared.domain.auth import Caller
 from shared.domain.config import Deployment, Meter
 from shared.domain.errors import Conflict
 from shared.domain.jobs import JobStatus, utcnow
 from shared.runtimes.engines.genai import Generation, GenerationOptions, GenerationRunner
+from shared.runtimes.streams import chunk_key, read_chunks
 from tests.integration.test_worker import drain, pump
 
 ACME = Caller("acme")
@@ -29,25 +29,25 @@ STORY = [{"role": "user", "content": "Tell me a story"}]  # greedy: 300+ tokens 
 pytestmark = pytest.mark.usefixtures("installed")  # the function objects call this test's service
 
 
-def chat_deployment(service: InferenceService) -> Deployment:
-    return service.deployment("tiny-random-chat")
+def chat_deployment(service: Inferq) -> Deployment:
+    return service.gateway.deployment("tiny-random-chat")
 
 
-def submit(service: InferenceService, payload: dict[str, Any]) -> str:
-    return service.submit(ACME, chat_deployment(service), payload).job.id
+def submit(service: Inferq, payload: dict[str, Any]) -> str:
+    return service.gateway.submit(ACME, chat_deployment(service), payload).job.id
 
 
-def billed(service: InferenceService) -> dict[tuple[str, str], int]:
+def billed(service: Inferq) -> dict[tuple[str, str], int]:
     """Publish → the billing function → the ledger; totals per (deployment, meter)."""
     assert isinstance(service.stream, SqliteUsageLog)
     bodies = [e.body for p in range(service.stream.partitions) for e in service.stream.read("test", p, 1000)]
-    service.ingest_usage(bodies)
+    service.billing.ingest_usage(bodies)
     now = utcnow()
     totals = service.ledger.hourly_totals("acme", now - timedelta(hours=2), now + timedelta(hours=1))
     return {(t.deployment, t.meter): t.tokens for t in totals}
 
 
-def test_a_chat_job_bills_input_and_output_tokens_as_two_meters_once(service: InferenceService) -> None:
+def test_a_chat_job_bills_input_and_output_tokens_as_two_meters_once(service: Inferq) -> None:
     job_id = submit(service, {"messages": STORY, "max_tokens": 20, "temperature": 0})
     queue = service.queue
     assert isinstance(queue, SqliteJobQueue)
@@ -56,7 +56,7 @@ def test_a_chat_job_bills_input_and_output_tokens_as_two_meters_once(service: In
     p.deliver(message)
     queue.send(message.body)  # delivered again: changes nothing
     drain(p)
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.SUCCEEDED and job.result is not None and job.usage_published
     usage = job.result["usage"]
     assert usage["completion_tokens"] == 20 and job.result["choices"][0]["finish_reason"] == "length"
@@ -70,34 +70,37 @@ def test_a_chat_job_bills_input_and_output_tokens_as_two_meters_once(service: In
     }
 
 
-def test_a_prompt_too_long_for_the_model_fails_in_the_worker_too(service: InferenceService) -> None:
+def test_a_prompt_too_long_for_the_model_fails_in_the_worker_too(service: Inferq) -> None:
     # Queued directly (a producer on the queue skips the HTTP edge): the worker's own tokenizer decides.
     job_id = submit(service, {"messages": [{"role": "user", "content": "word " * 600}]})
     drain(pump(service))
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.FAILED and job.error is not None and job.error.code == "InvalidInput"
     assert "context is 512 tokens" in job.error.message and not job.usage
 
 
-def test_a_stream_job_leaves_chunks_that_add_up_to_its_result(service: InferenceService) -> None:
+def test_a_stream_job_leaves_chunks_that_add_up_to_its_result(service: Inferq) -> None:
     job_id = submit(service, {"prompt": "Once upon a time", "max_tokens": 100, "stream": True, "temperature": 0})
     drain(pump(service))
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.result is not None
     chunks = read_chunks(service.blobs, job_id, 0)
     assert len(chunks) >= 100 // 16
     assert "".join(c.text for c in chunks) == job.result["choices"][0]["text"]
-    service.end_stream(ACME, job_id, len(chunks), complete=True)
-    assert read_chunks(service.blobs, job_id, 0) == [] and service.get_job(ACME, job_id).status is JobStatus.SUCCEEDED
+    service.gateway.end_stream(ACME, job_id, len(chunks), complete=True)
+    assert (
+        read_chunks(service.blobs, job_id, 0) == []
+        and service.gateway.get_job(ACME, job_id).status is JobStatus.SUCCEEDED
+    )
 
 
-def test_a_client_leaving_a_stream_whose_job_already_ended_leaves_no_chunks_behind(service: InferenceService) -> None:
+def test_a_client_leaving_a_stream_whose_job_already_ended_leaves_no_chunks_behind(service: Inferq) -> None:
     # A fast model finishes before its client has read everything; the client then leaves after one chunk.
     job_id = submit(service, {"prompt": "Once upon a time", "max_tokens": 100, "stream": True, "temperature": 0})
     drain(pump(service))
     assert len(read_chunks(service.blobs, job_id, 0)) > 1
-    service.end_stream(ACME, job_id, 1, complete=False)  # what the route does when the client leaves
-    assert service.get_job(ACME, job_id).status is JobStatus.SUCCEEDED
+    service.gateway.end_stream(ACME, job_id, 1, complete=False)  # what the route does when the client leaves
+    assert service.gateway.get_job(ACME, job_id).status is JobStatus.SUCCEEDED
     assert not service.blobs.list_keys(f"streams/{job_id}/", 10)  # nobody will relay the rest
 
 
@@ -141,33 +144,33 @@ class Gated:
 
 
 @pytest.fixture
-def gated(service: InferenceService, monkeypatch: pytest.MonkeyPatch) -> Gated:
-    gate = Gated(service.runners.generator(chat_deployment(service)), pause_after=20)
-    monkeypatch.setattr(service.runners, "generator", lambda deployment: gate)
+def gated(service: Inferq, monkeypatch: pytest.MonkeyPatch) -> Gated:
+    gate = Gated(service.registry.runtime(chat_deployment(service)), pause_after=20)
+    monkeypatch.setattr(service.registry, "runtime", lambda deployment: gate)
     return gate
 
 
-def run_in_background(service: InferenceService) -> threading.Thread:
+def run_in_background(service: Inferq) -> threading.Thread:
     worker = threading.Thread(target=drain, args=(pump(service),), daemon=True)
     worker.start()
     return worker
 
 
 def test_a_stream_cancelled_by_its_client_stops_and_bills_exactly_the_tokens_generated_once(
-    service: InferenceService, gated: Gated
+    service: Inferq, gated: Gated
 ) -> None:
     job_id = submit(service, {"messages": STORY, "max_tokens": 200, "stream": True, "temperature": 0})
     worker = run_in_background(service)
     assert gated.paused.wait(30)
     relayed = read_chunks(service.blobs, job_id, 0)
     assert len(relayed) == 1  # the first 16 tokens reached the client
-    service.end_stream(ACME, job_id, len(relayed), complete=False)  # what the route does when the client leaves
-    assert service.get_job(ACME, job_id).status is JobStatus.CANCELLED
+    service.gateway.end_stream(ACME, job_id, len(relayed), complete=False)  # what the route does when the client leaves
+    assert service.gateway.get_job(ACME, job_id).status is JobStatus.CANCELLED
     gated.gate.set()
     worker.join(30)
     (generated,) = gated.generated
     assert 20 < generated < 200  # it stopped within a few tokens of the cancel
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.CANCELLED and job.result is None  # the terminal state stayed
     assert {(e.meter, e.tokens) for e in job.usage} >= {(Meter.OUTPUT_TOKENS, generated)}
     assert job.usage_published
@@ -181,28 +184,26 @@ def test_a_stream_cancelled_by_its_client_stops_and_bills_exactly_the_tokens_gen
     assert billed(service) == expected  # billed once
 
 
-def test_a_running_generation_can_be_cancelled_but_a_running_embedding_cannot(
-    service: InferenceService, gated: Gated
-) -> None:
+def test_a_running_generation_can_be_cancelled_but_a_running_embedding_cannot(service: Inferq, gated: Gated) -> None:
     job_id = submit(service, {"prompt": "go on", "max_tokens": 100, "temperature": 0})
     worker = run_in_background(service)
     assert gated.paused.wait(30)
-    assert service.cancel(ACME, job_id).status is JobStatus.CANCELLED
+    assert service.gateway.cancel(ACME, job_id).status is JobStatus.CANCELLED
     gated.gate.set()
     worker.join(30)
-    assert service.get_job(ACME, job_id).status is JobStatus.CANCELLED
-    embedding = service.submit(ACME, service.config.default_deployment, {"input": "x"}).job
+    assert service.gateway.get_job(ACME, job_id).status is JobStatus.CANCELLED
+    embedding = service.gateway.submit(ACME, service.config.default_deployment, {"input": "x"}).job
     service.store.replace(embedding.to(JobStatus.RUNNING))
     with pytest.raises(Conflict):
-        service.cancel(ACME, embedding.id)
+        service.gateway.cancel(ACME, embedding.id)
 
 
-def test_a_redelivered_stream_that_reached_its_client_fails_and_bills_what_it_got(service: InferenceService) -> None:
+def test_a_redelivered_stream_that_reached_its_client_fails_and_bills_what_it_got(service: Inferq) -> None:
     job_id = submit(service, {"prompt": "go on", "max_tokens": 100, "stream": True})
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     service.store.replace(job.to(JobStatus.RUNNING, attempts=1))  # a first worker started, wrote, and died
     service.blobs.put(chunk_key(job_id, 0), b'{"text": "abc", "p": 5, "c": 16}')
     drain(pump(service))
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.FAILED and job.error is not None and job.error.code == "StreamInterrupted"
     assert {(e.meter, e.tokens) for e in job.usage} == {(Meter.INPUT_TOKENS, 5), (Meter.OUTPUT_TOKENS, 16)}

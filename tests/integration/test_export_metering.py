@@ -6,7 +6,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
-from shared.application.gateway import InferenceService
+from shared.bootstrap import Inferq
 from shared.settings import Settings
 from tests.conftest import ROOT, ledger_event
 
@@ -18,9 +18,7 @@ def export(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_export_writes_one_record_per_line_and_the_same_ids_again(
-    service: InferenceService, settings: Settings
-) -> None:
+def test_export_writes_one_record_per_line_and_the_same_ids_again(service: Inferq, settings: Settings) -> None:
     hour = datetime(2024, 3, 31, 23, tzinfo=UTC)
     service.ledger.ingest(
         [ledger_event(f"job-{tenant}", tenant, tokens, hour) for tenant, tokens in (("acme", 2500), ("globex", 40))]

@@ -10,8 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.http.app import app
-from shared.application.gateway import InferenceService
-from shared.bootstrap import set_service
+from shared.bootstrap import Inferq, set_app
 from shared.domain.errors import StorageUnavailable
 from shared.domain.jobs import JobStatus
 from tests.conftest import KEYS
@@ -20,14 +19,14 @@ ASYNC = {"api-key": KEYS["acme"], "Prefer": "respond-async", "content-type": "ap
 
 
 @pytest.fixture
-def client(service: InferenceService) -> Iterator[TestClient]:
-    set_service(service)
+def client(service: Inferq) -> Iterator[TestClient]:
+    set_app(service)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
-    set_service(None)
+    set_app(None)
 
 
-def queued_jobs(service: InferenceService) -> list[str]:
+def queued_jobs(service: Inferq) -> list[str]:
     return [m.body for m in service.queue.receive(100, 60)]
 
 
@@ -47,9 +46,7 @@ def test_non_finite_numbers_in_a_bad_body_get_422_not_500(client: TestClient, pa
     assert {"loc", "msg", "type", "input"} <= set(r.json()["detail"][0])
 
 
-def test_a_scoring_body_sent_without_a_json_content_type_is_scored_as_json(
-    client: TestClient, service: InferenceService
-) -> None:
+def test_a_scoring_body_sent_without_a_json_content_type_is_scored_as_json(client: TestClient, service: Inferq) -> None:
     # What `curl -d '{...}'` sends: application/x-www-form-urlencoded.
     headers = {**ASYNC, "content-type": "application/x-www-form-urlencoded"}
     r = client.post("/score?model=linear-scorer", content=b'{"data": [[1, 2, 3]]}', headers=headers)
@@ -68,7 +65,7 @@ def test_a_scoring_body_sent_without_a_json_content_type_is_scored_as_json(
     ],
 )
 def test_a_scoring_body_a_job_cannot_carry_is_422_and_leaves_no_job(
-    client: TestClient, service: InferenceService, content: bytes
+    client: TestClient, service: Inferq, content: bytes
 ) -> None:
     headers = {**ASYNC, "Idempotency-Key": "k1"}
     r = client.post("/score?model=linear-scorer", content=content, headers=headers)
@@ -81,7 +78,7 @@ def test_a_scoring_body_a_job_cannot_carry_is_422_and_leaves_no_job(
 
 
 def test_a_claim_check_payload_that_cannot_be_stored_fails_its_job(
-    client: TestClient, service: InferenceService, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, service: Inferq, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The blob write fails after the job was recorded: the job must not stay queued with no message."""
 
@@ -97,7 +94,7 @@ def test_a_claim_check_payload_that_cannot_be_stored_fails_its_job(
     assert job.error.code == "EnqueueFailed"
 
 
-def service_job_id(service: InferenceService, key: str) -> str:
+def service_job_id(service: Inferq, key: str) -> str:
     from shared.domain.jobs import new_job_id
 
     return new_job_id("acme", key)
@@ -125,7 +122,7 @@ def test_the_deployments_view_ending_at_the_first_representable_day_is_422_not_5
     ],
 )
 def test_a_lone_surrogate_anywhere_in_the_body_is_422_not_500(
-    client: TestClient, service: InferenceService, path: str, content: bytes, loc: list[Any] | None
+    client: TestClient, service: Inferq, path: str, content: bytes, loc: list[Any] | None
 ) -> None:
     r = client.post(path, content=content, headers=ASYNC)
     assert r.status_code == 422, r.text
@@ -135,7 +132,7 @@ def test_a_lone_surrogate_anywhere_in_the_body_is_422_not_500(
 
 
 def test_a_sync_request_whose_job_is_cancelled_meanwhile_gets_409_in_the_error_shape(
-    client: TestClient, service: InferenceService
+    client: TestClient, service: Inferq
 ) -> None:
     import threading
 
@@ -150,7 +147,7 @@ def test_a_sync_request_whose_job_is_cancelled_meanwhile_gets_409_in_the_error_s
     )
     waiting.start()
     wait_for(lambda: service.store.get(job_id) is not None)
-    service.cancel(Caller("acme"), job_id)
+    service.gateway.cancel(Caller("acme"), job_id)
     waiting.join(30)
     (r,) = answers
     assert r.status_code == 409
@@ -159,7 +156,7 @@ def test_a_sync_request_whose_job_is_cancelled_meanwhile_gets_409_in_the_error_s
 
 
 def test_a_sync_request_whose_job_the_worker_refuses_as_bad_input_gets_the_422_shape(
-    client: TestClient, service: InferenceService, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, service: Inferq, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import threading
 
@@ -169,7 +166,7 @@ def test_a_sync_request_whose_job_the_worker_refuses_as_bad_input_gets_the_422_s
     def no_counter(deployment: object) -> None:
         raise ConfigError("no tokenizer at the edge")  # the edge can't count: the worker's check decides
 
-    monkeypatch.setattr(service.runners, "prompt_counter", no_counter)
+    monkeypatch.setattr(service.registry, "edge_tool", no_counter)
     body = {"model": "tiny-random-chat", "prompt": "word " * 600}  # more than the 512-token context
     answers: list[Any] = []
     headers = {"api-key": KEYS["acme"]}
@@ -177,7 +174,7 @@ def test_a_sync_request_whose_job_the_worker_refuses_as_bad_input_gets_the_422_s
     waiting.start()
     messages: list[Any] = []
     wait_for(lambda: bool(messages.extend(service.queue.receive(1, 60)) or messages))
-    service.process(messages[0].body)
+    service.worker.process(messages[0].body)
     waiting.join(30)
     (r,) = answers
     assert r.status_code == 422, r.text

@@ -16,7 +16,7 @@ from moto.server import ThreadedMotoServer
 from shared.adapters.model_source import ModelSources, version_key
 from shared.domain.config import load_config
 from shared.domain.errors import ConfigError
-from shared.runtimes.registry import RunnerPool
+from shared.runtimes.registry import RuntimeRegistry
 from shared.settings import Settings
 from tests.azurite import Azurite, unique
 from tests.conftest import MODEL_DIR, free_port, write_config
@@ -137,8 +137,8 @@ def test_the_real_model_runs_from_a_blob_source(tmp_path: Path, azurite: Azurite
     config = load_config(config_path)
     assert config.default_deployment.model.source == url
     settings = blob_settings(tmp_path, azurite).model_copy(update={"max_batch_wait_ms": 1})
-    pool = RunnerPool(settings, ModelSources.from_settings(settings))
-    (embedding,) = pool.predictor(config.default_deployment)(["served from blob storage"])
+    registry = RuntimeRegistry(settings, ModelSources.from_settings(settings))
+    (embedding,) = registry.runtime(config.default_deployment).predict(["served from blob storage"])
     assert embedding.vector.shape == (384,) and embedding.tokens > 0
 
 

@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 
 from functions.http.app import app
 from functions.local.host import LocalHost
-from shared.application.gateway import InferenceService
-from shared.bootstrap import bootstrap, set_service
+from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
 from shared.domain.config import load_config
 from shared.settings import Settings
@@ -40,17 +39,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def limited(tmp_path: Path, clock: Clock) -> Iterator[InferenceService]:
+def limited(tmp_path: Path, clock: Clock) -> Iterator[Inferq]:
     config = load_config(write_config(tmp_path / "limits.toml", extra=TENANTS))
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", config=tmp_path / "unused", max_batch_wait_ms=1)
     service = bootstrap(settings, config=config, monotonic=clock)
-    set_service(service)
+    set_app(service)
     yield service
-    set_service(None)
+    set_app(None)
 
 
 @pytest.fixture
-def client(limited: InferenceService) -> Iterator[TestClient]:
+def client(limited: Inferq) -> Iterator[TestClient]:
     with TestClient(app) as c:
         yield c
 
@@ -97,7 +96,7 @@ def test_past_the_tokens_limit_is_429_and_the_estimate_is_what_it_charges(client
     assert post(client, LIMITED["tokens"], big)["status"] == 202
 
 
-def test_a_sync_request_settles_its_tokens_to_the_real_usage(limited: InferenceService, client: TestClient) -> None:
+def test_a_sync_request_settles_its_tokens_to_the_real_usage(limited: Inferq, client: TestClient) -> None:
     host = LocalHost.build(limited)  # the worker, so the sync request gets its result
     host.start()
     try:

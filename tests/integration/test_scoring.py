@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.application.gateway import InferenceService
-from shared.bootstrap import bootstrap, set_service
+from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import Caller
-from shared.domain.config import RunnerKind, load_config
+from shared.domain.config import load_config
 from shared.domain.errors import ConfigError, ScriptError
 from shared.domain.jobs import JobStatus, utcnow
 from shared.runtimes.engines.scoring_script import ScoringScript
+from shared.runtimes.score import KIND as SCORE
 from shared.settings import Settings
 from tests.conftest import write_config
 from tests.integration.test_worker import drain, pump, usage_bodies
@@ -27,30 +27,30 @@ ACME = Caller("acme")
 pytestmark = pytest.mark.usefixtures("installed")  # the function objects call this test's service
 
 
-def score(service: InferenceService, body: dict) -> str:
-    route = service.route("linear-scorer", None, RunnerKind.SCORE)
-    return service.submit(ACME, route, {"data": body}).job.id
+def score(service: Inferq, body: dict) -> str:
+    route = service.gateway.route("linear-scorer", None, SCORE)
+    return service.gateway.submit(ACME, route, {"data": body}).job.id
 
 
-def test_the_script_scores_jobs_and_each_is_billed_as_one_request(service: InferenceService) -> None:
+def test_the_script_scores_jobs_and_each_is_billed_as_one_request(service: Inferq) -> None:
     ids = [score(service, {"data": [[1, 2, 3], [0, 0, 0]]}), score(service, {"data": [[2, 0, 1]]})]
     drain(pump(service))
-    first, second = (service.get_job(ACME, job_id) for job_id in ids)
+    first, second = (service.gateway.get_job(ACME, job_id) for job_id in ids)
     assert first.status is JobStatus.SUCCEEDED and first.result == {"output": {"predictions": [4.75, 0.25]}}
     assert second.result == {"output": {"predictions": [3.25]}}
     (event,) = first.usage
     assert (event.meter, event.tokens, event.endpoint, event.deployment) == ("requests", 1, *["linear-scorer"] * 2)
-    service.ingest_usage(usage_bodies(service))
-    report = service.usage_report(ACME, None, None, "day")
+    service.billing.ingest_usage(usage_bodies(service))
+    report = service.billing.usage_report(ACME, None, None, "day")
     (line,) = report.items
     assert (line.deployment, line.meter, line.tokens, str(line.cost)) == ("linear-scorer", "requests", 2, "0.00002")
     assert (report.total_requests, report.total_tokens) == (2, 0)  # 2 requests at 0.01 per 1,000
 
 
-def test_an_exception_in_run_fails_the_job_with_its_message_and_bills_nothing(service: InferenceService) -> None:
+def test_an_exception_in_run_fails_the_job_with_its_message_and_bills_nothing(service: Inferq) -> None:
     job_id = score(service, {"data": [[1, 2]]})
     drain(pump(service))
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.FAILED and job.error is not None
     assert (job.error.code, job.error.message) == ("ScriptError", "ValueError: row 0 must hold 3 numbers")
     assert job.attempts == 1 and job.usage == () and usage_bodies(service) == []  # failed at once, not retried
@@ -108,12 +108,12 @@ def test_a_job_for_a_deployment_whose_script_does_not_import_fails_at_once_with_
     )
     config = load_config(write_config(tmp_path / "broken.toml", after=deployment))
     service = bootstrap(Settings(_env_file=None, data_dir=tmp_path / "data", config=tmp_path / "x"), config=config)
-    set_service(service)
+    set_app(service)
     with pytest.raises(ConfigError, match="No module named 'nonexistent_package_xyz'"):
-        service.runners.preload(service.deployment("broken"))  # the local host loads every deployment at start
-    job_id = service.submit(ACME, service.route("broken", None, RunnerKind.SCORE), {"data": {}}).job.id
+        service.registry.preload(service.gateway.deployment("broken"))  # the local host loads every deployment at start
+    job_id = service.gateway.submit(ACME, service.gateway.route("broken", None, SCORE), {"data": {}}).job.id
     drain(pump(service))
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.FAILED and job.error is not None and job.attempts == 1
     assert (
         job.error.code == "DeploymentUnavailable" and "No module named 'nonexistent_package_xyz'" in job.error.message

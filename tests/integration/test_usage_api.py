@@ -9,8 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.http.app import app
-from shared.application.gateway import InferenceService
-from shared.bootstrap import set_service
+from shared.bootstrap import Inferq, set_app
 from shared.domain.config import Meter
 from shared.schemas.usage import usage_event
 from tests.conftest import ADMIN_KEY, KEYS
@@ -22,7 +21,7 @@ RANGE = {"from": "2024-01-01", "to": "2024-03-01"}
 
 
 @pytest.fixture
-def client(service: InferenceService) -> Iterator[TestClient]:
+def client(service: Inferq) -> Iterator[TestClient]:
     events = [
         ("acme", 1500, H1),
         ("acme", 500, H1 + timedelta(minutes=59)),
@@ -45,10 +44,10 @@ def client(service: InferenceService) -> Iterator[TestClient]:
             for i, (tenant, tokens, time) in enumerate(events)
         ]
     )
-    set_service(service)
+    set_app(service)
     with TestClient(app) as c:
         yield c
-    set_service(None)
+    set_app(None)
 
 
 def get(client: TestClient, path: str, key: str | None = KEYS["acme"], **params: str) -> dict:

@@ -13,7 +13,7 @@ from azure.eventhub import EventData, EventDataBatch
 from functions.azure.indexing import trigger
 from shared.adapters.azure.usage_stream import AzureUsageStream, build_batches, producer_from_settings, serialise
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
-from shared.application.gateway import InferenceService
+from shared.bootstrap import Inferq
 from shared.domain.auth import Caller
 from shared.domain.errors import StorageUnavailable
 from shared.domain.jobs import JobStatus
@@ -84,7 +84,7 @@ def test_events_are_grouped_by_tenant_into_batches_keyed_by_it_and_split_when_fu
     assert sent_ids == expected  # every event once, in order within its tenant
 
 
-def test_the_billing_trigger_parses_exactly_what_the_producer_serialises(installed: InferenceService) -> None:
+def test_the_billing_trigger_parses_exactly_what_the_producer_serialises(installed: Inferq) -> None:
     events = [event("job_1", tokens=7), event("job_2", "globex", tokens=5), event("job_3", tokens=11)]
     assert serialise(events[0]).content_type == "application/json"
     batches = build_batches(events, lambda key: EventDataBatch(partition_key=key))
@@ -122,7 +122,7 @@ def test_the_producer_is_built_from_settings_without_connecting() -> None:
 
 
 def test_an_unreachable_namespace_keeps_the_usage_on_the_job_until_a_later_publish(
-    installed: InferenceService,
+    installed: Inferq,
 ) -> None:
     settings = Settings(_env_file=None, eventhub_retry_total=0, EventHubConnection=unreachable_connection())
     unreachable = AzureUsageStream.from_settings(settings)
@@ -133,18 +133,20 @@ def test_an_unreachable_namespace_keeps_the_usage_on_the_job_until_a_later_publi
     service = installed
     log = service.stream
     assert isinstance(log, SqliteUsageLog)
-    service.stream = unreachable
-    job_id = service.submit(Caller("acme"), service.config.default_deployment, {"input": "keep my usage"}).job.id
+    service.worker.stream = unreachable  # the port the worker publishes to
+    job_id = service.gateway.submit(
+        Caller("acme"), service.config.default_deployment, {"input": "keep my usage"}
+    ).job.id
     (message,) = service.queue.receive(1, 30)
     trigger("run_job")(func.QueueMessage(id=message.id, body=message.body.encode()))
     job = service.store.get(job_id)
     assert job is not None and job.status is JobStatus.SUCCEEDED
     assert not job.usage_published and len(job.usage) == 1  # kept with the job (Invariant 7)
-    assert service.publish_pending_usage() == 0  # still unreachable: kept again
+    assert service.worker.publish_pending_usage() == 0  # still unreachable: kept again
 
     working = RecordingProducer()
-    service.stream = AzureUsageStream(lambda: working)
-    assert service.publish_pending_usage() == 1
+    service.worker.stream = AzureUsageStream(lambda: working)
+    assert service.worker.publish_pending_usage() == 1
     assert service.store.unpublished_usage(10) == []
     (batch,) = working.sent
     assert batch._partition_key == "acme"

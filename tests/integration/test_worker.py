@@ -1,5 +1,6 @@
 """The queue worker through the function objects Azure indexes, on SQLite and the real model."""
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -8,8 +9,7 @@ from functions.azure.indexing import trigger
 from functions.local.runtime import QueuePump, UsageConsumer
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
-from shared.application.gateway import InferenceService
-from shared.bootstrap import poison_queue
+from shared.bootstrap import Inferq
 from shared.domain.auth import Caller
 from shared.domain.errors import StorageUnavailable
 from shared.domain.jobs import JobStatus
@@ -22,11 +22,11 @@ ACME = Caller("acme")
 pytestmark = pytest.mark.usefixtures("installed")  # the function objects call this test's service
 
 
-def pump(service: InferenceService, visibility_timeout_s: float = 30) -> QueuePump:
+def pump(service: Inferq, visibility_timeout_s: float = 30) -> QueuePump:
     return QueuePump(
         service.queue,
         trigger("run_job"),
-        poison=poison_queue(service),
+        poison=service.poison,
         max_dequeue_count=service.settings.max_dequeue_count,
         visibility_timeout_s=visibility_timeout_s,
         concurrency=2,
@@ -45,19 +45,19 @@ def drain(p: QueuePump) -> None:
     raise AssertionError("queue did not drain")
 
 
-def submit(service: InferenceService, payload: dict[str, Any]) -> str:
-    return service.submit(ACME, service.config.default_deployment, payload).job.id
+def submit(service: Inferq, payload: dict[str, Any]) -> str:
+    return service.gateway.submit(ACME, service.config.default_deployment, payload).job.id
 
 
-def usage_bodies(service: InferenceService) -> list[str]:
+def usage_bodies(service: Inferq) -> list[str]:
     assert isinstance(service.stream, SqliteUsageLog)
     return [e.body for p in range(service.stream.partitions) for e in service.stream.read("audit", p, 1000)]
 
 
-def test_a_job_runs_once_and_publishes_one_usage_event(service: InferenceService) -> None:
+def test_a_job_runs_once_and_publishes_one_usage_event(service: Inferq) -> None:
     job_id = submit(service, {"input": ["hello there", "general kenobi"]})
     drain(pump(service))
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.SUCCEEDED and job.usage_published
     assert job.result is not None and len(job.result["data"]) == 2
     (event,) = job.usage
@@ -69,7 +69,7 @@ def test_a_job_runs_once_and_publishes_one_usage_event(service: InferenceService
     assert [e.count(job_id) for e in usage_bodies(service)] == [2]  # id and job_id fields of one event
 
 
-def test_the_same_message_delivered_twice_leaves_one_result_and_one_set_of_usage(service: InferenceService) -> None:
+def test_the_same_message_delivered_twice_leaves_one_result_and_one_set_of_usage(service: Inferq) -> None:
     job_id = submit(service, {"input": "duplicate delivery"})
     queue = service.queue
     assert isinstance(queue, SqliteJobQueue)
@@ -77,16 +77,16 @@ def test_the_same_message_delivered_twice_leaves_one_result_and_one_set_of_usage
     trigger("run_job")  # warm
     p = pump(service)
     p.deliver(message)
-    first = service.get_job(ACME, job_id)
+    first = service.gateway.get_job(ACME, job_id)
     queue.send(message.body)  # at-least-once: the same body again
     drain(p)
-    second = service.get_job(ACME, job_id)
+    second = service.gateway.get_job(ACME, job_id)
     assert second.result == first.result and second.finished_at == first.finished_at
     assert len(usage_bodies(service)) == 1
 
 
 def test_a_message_failing_five_times_is_poisoned_and_its_job_failed_with_the_reason(
-    service: InferenceService, monkeypatch: pytest.MonkeyPatch
+    service: Inferq, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
 
@@ -94,25 +94,25 @@ def test_a_message_failing_five_times_is_poisoned_and_its_job_failed_with_the_re
         calls.append(texts)
         raise RuntimeError("runner crashed: out of memory")
 
-    monkeypatch.setattr(service.runners, "predictor", lambda deployment: broken)
+    monkeypatch.setattr(service.registry, "runtime", lambda deployment: SimpleNamespace(predict=broken))
     job_id = submit(service, {"input": "doomed"})
     drain(pump(service))
     assert len(calls) == 5
-    poisoned = poison_queue(service)
+    poisoned = service.poison
     assert isinstance(poisoned, SqliteJobQueue) and poisoned.count() == 1
-    assert service.get_job(ACME, job_id).status is JobStatus.RUNNING  # until the poison trigger runs
+    assert service.gateway.get_job(ACME, job_id).status is JobStatus.RUNNING  # until the poison trigger runs
     poison_pump = QueuePump(
         poisoned, trigger("fail_poisoned_job"), poison=None, max_dequeue_count=5, visibility_timeout_s=30, concurrency=1
     )
     drain(poison_pump)
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.FAILED and job.error is not None
     assert job.error.code == "PoisonMessage"
     assert "runner crashed: out of memory" in job.error.message
     assert usage_bodies(service) == []
 
 
-def test_a_bad_payload_fails_its_job_once_without_retries(service: InferenceService) -> None:
+def test_a_bad_payload_fails_its_job_once_without_retries(service: Inferq) -> None:
     job_id = submit(service, {"input": "fine"})
     queue = service.queue
     assert isinstance(queue, SqliteJobQueue)
@@ -122,30 +122,30 @@ def test_a_bad_payload_fails_its_job_once_without_retries(service: InferenceServ
     queue.send(bad.model_dump_json())
     (delivery,) = queue.receive(1, 30)
     pump(service).deliver(delivery)
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.FAILED and job.error is not None and job.error.code == "InvalidInput"
     assert queue.count() == 0  # acknowledged: no retry, no poison
-    assert poison_queue(service).receive(1, 1) == []
+    assert service.poison.receive(1, 1) == []
 
 
-def test_garbage_on_the_queue_is_dropped_not_retried(service: InferenceService) -> None:
+def test_garbage_on_the_queue_is_dropped_not_retried(service: Inferq) -> None:
     queue = service.queue
     queue.send("this is not json")
     queue.send('{"v": 2, "job_id": "x"}')
     drain(pump(service))
-    assert poison_queue(service).receive(5, 1) == []
+    assert service.poison.receive(5, 1) == []
 
 
-def test_a_producer_can_enqueue_a_job_directly(service: InferenceService) -> None:
+def test_a_producer_can_enqueue_a_job_directly(service: Inferq) -> None:
     message = JobMessage(
         job_id="batch-0001", tenant="acme", deployment="ALL-MiniLM-L6-v2", payload={"input": ["from a batch pipeline"]}
     )
     service.queue.send(message.model_dump_json())
     drain(pump(service))
-    assert service.get_job(ACME, "batch-0001").status is JobStatus.SUCCEEDED
+    assert service.gateway.get_job(ACME, "batch-0001").status is JobStatus.SUCCEEDED
 
 
-def test_a_worker_killed_mid_job_loses_nothing(service: InferenceService) -> None:
+def test_a_worker_killed_mid_job_loses_nothing(service: Inferq) -> None:
     job_id = submit(service, {"input": "survive a crash"})
     queue = service.queue
     assert isinstance(queue, SqliteJobQueue)
@@ -159,13 +159,13 @@ def test_a_worker_killed_mid_job_loses_nothing(service: InferenceService) -> Non
             and pump(service).deliver(redelivered[0]) is None
         )
     )
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.SUCCEEDED and taken.dequeue_count == 1
     assert queue.count() == 0
     assert len(usage_bodies(service)) == 1
 
 
-def test_large_payloads_travel_by_claim_check(service: InferenceService) -> None:
+def test_large_payloads_travel_by_claim_check(service: Inferq) -> None:
     texts = [f"sentence number {i} " * 40 for i in range(120)]  # ~ 100 KB
     job_id = submit(service, {"input": texts})
     queue = service.queue
@@ -175,14 +175,14 @@ def test_large_payloads_travel_by_claim_check(service: InferenceService) -> None
     assert parsed.payload is None and parsed.payload_ref == f"payloads/{job_id}.json"
     assert len(message.body) < 1024
     pump(service).deliver(message)
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.SUCCEEDED and job.result is not None and len(job.result["data"]) == 120
     with pytest.raises(Exception, match="not found"):
         service.blobs.get(parsed.payload_ref)  # cleaned up once the job is terminal
 
 
 def test_usage_that_cannot_be_published_is_kept_and_published_later(
-    service: InferenceService, monkeypatch: pytest.MonkeyPatch
+    service: Inferq, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_publish = service.stream.publish
 
@@ -192,18 +192,18 @@ def test_usage_that_cannot_be_published_is_kept_and_published_later(
     monkeypatch.setattr(service.stream, "publish", down)
     job_id = submit(service, {"input": "billing must not lose this"})
     drain(pump(service))
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.SUCCEEDED and not job.usage_published and len(job.usage) == 1
-    assert service.publish_pending_usage() == 0  # still down: kept
+    assert service.worker.publish_pending_usage() == 0  # still down: kept
     monkeypatch.setattr(service.stream, "publish", real_publish)
     trigger("publish_pending_usage")(None)
-    assert service.get_job(ACME, job_id).usage_published
+    assert service.gateway.get_job(ACME, job_id).usage_published
     assert len(usage_bodies(service)) == 1
     trigger("publish_pending_usage")(None)
     assert len(usage_bodies(service)) == 1  # nothing published twice
 
 
-def test_the_usage_consumer_feeds_the_billing_function(service: InferenceService) -> None:
+def test_the_usage_consumer_feeds_the_billing_function(service: Inferq) -> None:
     submit(service, {"input": "count me"})
     drain(pump(service))
     assert isinstance(service.stream, SqliteUsageLog)
@@ -212,7 +212,7 @@ def test_the_usage_consumer_feeds_the_billing_function(service: InferenceService
     assert consumer.consume_once() == 0  # checkpointed
 
 
-def test_a_message_naming_another_tenants_job_is_dropped(service: InferenceService) -> None:
+def test_a_message_naming_another_tenants_job_is_dropped(service: Inferq) -> None:
     job_id = submit(service, {"input": "acme's own job"})
     queue = service.queue
     assert isinstance(queue, SqliteJobQueue)
@@ -221,6 +221,6 @@ def test_a_message_naming_another_tenants_job_is_dropped(service: InferenceServi
     forged = JobMessage(job_id=job_id, tenant="globex", deployment="all-MiniLM-L6-v2", payload={"input": "x"})
     queue.send(forged.model_dump_json())
     drain(pump(service))
-    job = service.get_job(ACME, job_id)
+    job = service.gateway.get_job(ACME, job_id)
     assert job.status is JobStatus.QUEUED and job.attempts == 0  # untouched: not run, not billed to anyone
     assert usage_bodies(service) == []

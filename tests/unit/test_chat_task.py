@@ -4,17 +4,18 @@ failure, redelivery) and the stream chunks, with no model and no I/O."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 
-from shared.application.streams import Cadence, StreamChunk, StreamWriter, chunk_key, read_chunks
 from shared.domain.config import Deployment, Meter, ModelSpec, RunnerKind
 from shared.domain.errors import InvalidInput, NotFound
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.runtimes import chat
 from shared.runtimes.engines.genai import Generation, GenerationOptions
+from shared.runtimes.streams import Cadence, StreamChunk, StreamWriter, chunk_key, read_chunks
 from shared.schemas.chat import ChatCompletionsRequest, CompletionsRequest
 from tests.unit.test_generation import EOS, LIMITS, Pieces, ScriptedGenerator
 
@@ -155,9 +156,21 @@ def job(attempts: int = 1) -> Job:
     return Job.new("job_1", "acme", "tiny").to(JobStatus.RUNNING, attempts=attempts)
 
 
-def execute(payload: dict[str, Any], runner: ScriptedRunner, blobs: MemoryBlobs | None = None, **kw: Any) -> Any:
+@dataclass
+class Output:
+    """The task's output with its typed result as the JSON the job keeps."""
+
+    status: JobStatus
+    result: dict[str, Any] | None
+    usage: dict[Meter, int]
+    error: JobError | None
+
+
+def execute(payload: dict[str, Any], runner: ScriptedRunner, blobs: MemoryBlobs | None = None, **kw: Any) -> Output:
     stopped = kw.pop("stopped", lambda: False)
-    return chat.execute(kw.pop("job", job()), payload, DEPLOYMENT, runner, blobs or MemoryBlobs(), stopped)
+    out = chat.execute(kw.pop("job", job()), payload, DEPLOYMENT, runner, blobs or MemoryBlobs(), stopped)
+    result = out.result.model_dump() if out.result is not None else None
+    return Output(out.status, result, out.usage, out.error)
 
 
 def test_a_chat_job_returns_a_chat_completion_and_bills_both_meters() -> None:

@@ -6,7 +6,8 @@ import pytest
 from functions.http.headers import duration, rate_headers
 from shared.domain.config import Deployment, Tenant
 from shared.domain.errors import RateLimited
-from shared.domain.ratelimit import RateLimiter, estimate_tokens
+from shared.domain.ratelimit import RateLimiter
+from shared.runtimes.registry import KINDS
 
 
 class Clock:
@@ -104,3 +105,7 @@ def test_the_token_estimate_counts_characters_and_the_most_a_generation_may_prod
     assert estimate_tokens(chat, {"messages": messages}) == 2 + 1 + 64
     assert estimate_tokens(chat, {"prompt": "abcdefgh", "max_tokens": 5}) == 2 + 5
     assert estimate_tokens(deployment("score"), {"data": [1, 2, 3]}) == 0
+
+
+def estimate_tokens(d: Deployment, payload: dict[str, object]) -> int:
+    return KINDS[d.kind].estimate(d, payload)

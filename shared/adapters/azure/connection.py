@@ -142,7 +142,7 @@ class AzureStorage:
 
     def queue(self, name: str) -> QueueClient:
         """A queue client that base64-encodes, like the Functions host (host.json `messageEncoding: base64`)."""
-        from shared.adapters.azure.queue import base64_policies
+        from shared.adapters.azure.encoding import base64_policies
 
         encode, decode = base64_policies()
         return self.queues.get_queue_client(name, message_encode_policy=encode, message_decode_policy=decode)

@@ -6,23 +6,20 @@ Storage extension does: retrying it can't help, and handing it to a handler woul
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import HttpResponseError
-from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from shared.adapters.azure.connection import CreateOnce
+from shared.adapters.azure.encoding import NotBase64
 from shared.adapters.azure.errors import status_of, translated
 from shared.domain.errors import StorageUnavailable
 from shared.domain.ports import ReceivedMessage
 
 if TYPE_CHECKING:
-    from azure.core.pipeline import PipelineResponse
     from azure.storage.queue import QueueClient, QueueMessage
 
 log = logging.getLogger(__name__)
@@ -32,24 +29,6 @@ ENVELOPE_ALLOWANCE = 1024  # job id, tenant, deployment and field names around a
 # The largest inline payload whose base64-encoded message still fits (47 KiB).
 MAX_INLINE_PAYLOAD_BYTES = MAX_MESSAGE_BYTES * 3 // 4 - ENVELOPE_ALLOWANCE
 _RECEIVE_MAX = 32  # the service's per-call limit
-
-
-class NotBase64(str):
-    """The raw text of a message that is not valid base64 (so not from a base64-encoding producer)."""
-
-
-class _Base64Decode(TextBase64DecodePolicy):
-    """Strict base64 per message; one undecodable message must not make the whole receive call fail."""
-
-    def decode(self, content: str, response: PipelineResponse[Any, Any]) -> str:  # noqa: ARG002
-        try:
-            return base64.b64decode(content.encode("ascii"), validate=True).decode("utf-8")
-        except (ValueError, binascii.Error):  # UnicodeError is a ValueError
-            return NotBase64(content)
-
-
-def base64_policies() -> tuple[TextBase64EncodePolicy, TextBase64DecodePolicy]:
-    return TextBase64EncodePolicy(), _Base64Decode()
 
 
 def encoded_size(body: str) -> int:

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from shared.adapters.sqlite.db import SqliteDatabase
+from shared.domain.ports import LoggedEvent
 from shared.schemas.usage import UsageEvent
 
-
-@dataclass(frozen=True)
-class LoggedEvent:
-    partition: int
-    offset: int
-    body: str
+__all__ = ["LoggedEvent", "SqliteUsageLog", "partition_for"]
 
 
 def partition_for(key: str, partitions: int) -> int:

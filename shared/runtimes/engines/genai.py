@@ -80,6 +80,10 @@ class GenerationRunner:
                 raise ConfigError(f"{self.model_dir}: the model does not load: {exc}") from exc
             self._og, self._tokenizer, self._model = og, og.Tokenizer(model), model
 
+    def close(self) -> None:
+        with self._lock:
+            self._og = self._tokenizer = self._model = None
+
     def encode_chat(self, messages: Sequence[dict[str, str]]) -> np.ndarray:
         """Token ids of the messages rendered with the model folder's chat template (generation prompt added)."""
         self.load()

@@ -62,8 +62,8 @@ class Cadence:
 class StreamWriter:
     """The worker side: buffers text pieces and writes them as the next chunk on `flush`."""
 
-    def __init__(self, blobs: BlobStore, job_id: str) -> None:
-        self._blobs, self._job_id = blobs, job_id
+    def __init__(self, blobs: BlobStore, job_id: str, written: Callable[[], None] = lambda: None) -> None:
+        self._blobs, self._job_id, self._written = blobs, job_id, written
         self._pending: list[str] = []
         self._unflushed_tokens = 0
         self.written = 0
@@ -80,6 +80,7 @@ class StreamWriter:
         self.written += 1
         self._pending.clear()
         self._unflushed_tokens = 0
+        self._written()
 
     def discard(self) -> None:
         """Nobody will relay the rest (the stream was cancelled): delete what was written."""

@@ -1,0 +1,61 @@
+"""Job signals in process: the worker says a job changed (a chunk written, or the job ended, with the ended job
+itself), and the HTTP side's waiting requests wake up, with no store reads while they wait. Finished jobs are
+remembered for a while, so a request that starts waiting after its job ended still sees it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+
+from shared.domain.jobs import Job
+from shared.domain.ports import Signal
+
+RECENT = 4096  # finished jobs remembered: far more than the requests one instance has waiting
+
+
+class InProcessJobSignals:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Signal]]]] = {}
+        self._ended: OrderedDict[str, Job] = OrderedDict()
+
+    def notify(self, job_id: str, job: Job | None = None) -> None:
+        """Thread-safe: the job produced a chunk (`job` None) or changed state (`job`, as written)."""
+        with self._lock:
+            if job is not None and job.status.terminal:
+                self._ended[job_id] = job
+                while len(self._ended) > RECENT:
+                    self._ended.popitem(last=False)
+            waiters = self._waiters.pop(job_id, [])
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future, Signal(job))
+
+    def ended(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._ended.get(job_id)
+
+    async def wait(self, job_id: str, timeout_s: float) -> Signal | None:
+        """The next signal of the job (at once when it has ended), or None after `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Signal] = loop.create_future()
+        with self._lock:
+            if job_id in self._ended:
+                return Signal(self._ended[job_id])
+            self._waiters.setdefault(job_id, []).append((loop, future))
+        try:
+            return await asyncio.wait_for(future, max(0.0, timeout_s))
+        except TimeoutError:
+            return None
+        finally:
+            with self._lock:
+                waiting = self._waiters.get(job_id, [])
+                if (loop, future) in waiting:
+                    waiting.remove((loop, future))
+                    if not waiting:
+                        del self._waiters[job_id]
+
+
+def _resolve(future: asyncio.Future[Signal], signal: Signal) -> None:
+    if not future.done():
+        future.set_result(signal)
