@@ -1,5 +1,5 @@
-"""Every port's adapters behind one parametrised fixture: each contract test runs on SQLite and on Azure
-(Azurite), so the adapters can't drift apart."""
+"""Every port's adapters behind one parametrised fixture: each contract test runs on the in-memory fakes, on
+SQLite and on Azure (Azurite), so the adapters can't drift apart."""
 
 from __future__ import annotations
 
@@ -16,11 +16,20 @@ from shared.adapters.azure.ledger import AzureUsageLedger
 from shared.adapters.azure.queue import AzureJobQueue
 from shared.adapters.azure.stats import AzureDeploymentStats
 from shared.adapters.files import FileBlobStore
+from shared.adapters.memory import (
+    MemoryBlobStore,
+    MemoryDeploymentStats,
+    MemoryJobQueue,
+    MemoryJobStore,
+    MemoryUsageLedger,
+    MemoryUsageLog,
+)
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.jobs import SqliteJobStore
 from shared.adapters.sqlite.ledger import SqliteUsageLedger
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.stats import SqliteDeploymentStats
+from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.domain.ports import BlobStore, DeploymentStats, JobQueue, JobStore, UsageLedger
 from tests.azurite import Azurite, unique
 
@@ -31,11 +40,11 @@ class Queues:
     poison: JobQueue
 
     def count(self, queue: JobQueue) -> int:
-        assert isinstance(queue, SqliteJobQueue | AzureJobQueue)
+        assert isinstance(queue, MemoryJobQueue | SqliteJobQueue | AzureJobQueue)
         return queue.count()
 
 
-@pytest.fixture(params=["sqlite", "azure"])
+@pytest.fixture(params=["memory", "sqlite", "azure"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -54,7 +63,9 @@ def db(tmp_path: Path) -> SqliteDatabase:
 
 
 @pytest.fixture
-def queues(storage: AzureStorage | None, db: SqliteDatabase) -> Queues:
+def queues(backend: str, storage: AzureStorage | None, db: SqliteDatabase) -> Queues:
+    if backend == "memory":
+        return Queues(MemoryJobQueue("jobs"), MemoryJobQueue("jobs-poison"))
     if storage is None:
         return Queues(SqliteJobQueue(db, "jobs"), SqliteJobQueue(db, "jobs-poison"))
     name = unique("jobs")
@@ -63,14 +74,19 @@ def queues(storage: AzureStorage | None, db: SqliteDatabase) -> Queues:
 
 
 @pytest.fixture
-def blobs(storage: AzureStorage | None, tmp_path: Path) -> BlobStore:
+def blobs(backend: str, storage: AzureStorage | None, tmp_path: Path) -> BlobStore:
+    if backend == "memory":
+        return MemoryBlobStore()
     if storage is None:
         return FileBlobStore(tmp_path / "blobs")
     return AzureBlobStore(storage.container(unique("blobs")))
 
 
 @pytest.fixture
-def store(storage: AzureStorage | None, db: SqliteDatabase, blobs: BlobStore) -> Iterator[JobStore]:
+def store(backend: str, storage: AzureStorage | None, db: SqliteDatabase, blobs: BlobStore) -> Iterator[JobStore]:
+    if backend == "memory":
+        yield MemoryJobStore()
+        return
     if storage is None:
         yield SqliteJobStore(db)
         return
@@ -79,14 +95,28 @@ def store(storage: AzureStorage | None, db: SqliteDatabase, blobs: BlobStore) ->
 
 
 @pytest.fixture
-def ledger(storage: AzureStorage | None, db: SqliteDatabase) -> UsageLedger:
+def ledger(backend: str, storage: AzureStorage | None, db: SqliteDatabase) -> UsageLedger:
+    if backend == "memory":
+        return MemoryUsageLedger()
     if storage is None:
         return SqliteUsageLedger(db)
     return AzureUsageLedger(storage.table(unique("usage")))
 
 
 @pytest.fixture
-def stats(storage: AzureStorage | None, db: SqliteDatabase) -> DeploymentStats:
+def stats(backend: str, storage: AzureStorage | None, db: SqliteDatabase) -> DeploymentStats:
+    if backend == "memory":
+        return MemoryDeploymentStats()
     if storage is None:
         return SqliteDeploymentStats(db)
     return AzureDeploymentStats(storage.table(unique("stats")))
+
+
+# The usage log's reading side (partitions, per-group checkpoints) is the embedded hosts' event source. On Azure
+# the stream is an Event Hubs producer, and the Event Hubs emulator is Docker-only: no Azure case here (the
+# producer is tested with the real SDK objects in tests/integration/test_usage_stream.py).
+@pytest.fixture(params=["memory", "sqlite"])
+def usage_log(request: pytest.FixtureRequest, db: SqliteDatabase) -> MemoryUsageLog | SqliteUsageLog:
+    if request.param == "memory":
+        return MemoryUsageLog(partitions=4)
+    return SqliteUsageLog(db, partitions=4)

@@ -1,4 +1,4 @@
-"""BlobStore contract (files and Azure Blob storage)."""
+"""BlobStore contract (fake, files and Azure Blob storage)."""
 
 from __future__ import annotations
 

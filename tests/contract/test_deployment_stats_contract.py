@@ -1,4 +1,4 @@
-"""DeploymentStats contract (SQLite and Azure Table storage): outcomes round-trip exactly, a job recorded again
+"""DeploymentStats contract (fake, SQLite and Azure Table storage): outcomes round-trip exactly, a job recorded again
 replaces its first outcome, and a time range returns the jobs that finished in it, across hours."""
 
 from __future__ import annotations

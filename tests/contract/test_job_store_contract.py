@@ -1,4 +1,4 @@
-"""JobStore contract (SQLite and Azure Table storage): create once, ETag-conditional replace, terminal states
+"""JobStore contract (fake, SQLite and Azure Table storage): create once, ETag-conditional replace, terminal states
 never overwritten, large results, and the jobs whose usage is still unpublished."""
 
 from __future__ import annotations

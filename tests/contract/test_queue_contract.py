@@ -1,4 +1,4 @@
-"""JobQueue contract (SQLite and Azure Storage Queue): visibility timeout, dequeue count, pop receipts,
+"""JobQueue contract (fake, SQLite and Azure Storage Queue): visibility timeout, dequeue count, pop receipts,
 release, and poison after five failed deliveries through the local runtime's pump."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""UsageLedger contract (SQLite and Azure Table storage): each event billed once however often and in whatever
+"""UsageLedger contract (fake, SQLite and Azure Table storage): each event billed once however often and in whatever
 batches it comes, dedupe across hours, exact hourly totals, large batches, and concurrent consumers."""
 
 from __future__ import annotations

@@ -1,0 +1,28 @@
+"""Job outcomes per deployment in memory (a `DeploymentStats`): one record per job id, so a redelivered job's
+outcome replaces the first; kept as the same records the SQLite and Table adapters store."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+from shared.domain.deployment_stats import from_record, to_record
+from shared.domain.ports import JobOutcome
+
+
+class MemoryDeploymentStats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, tuple[datetime, dict[str, Any]]] = {}  # job id → (finished_at, record)
+
+    def record(self, outcome: JobOutcome) -> None:
+        record = to_record(outcome)
+        with self._lock:
+            self._records[outcome.job_id] = (outcome.finished_at, record)
+
+    def outcomes(self, start: datetime, end: datetime) -> list[JobOutcome]:
+        with self._lock:
+            rows = [(finished, record) for finished, record in self._records.values() if start <= finished < end]
+        rows.sort(key=lambda row: row[0])  # stable: equal times keep the order they were first recorded in
+        return [from_record(record) for _, record in rows]
