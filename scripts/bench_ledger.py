@@ -25,8 +25,11 @@ from shared.adapters.files import FileBlobStore  # noqa: E402
 from shared.adapters.sqlite.db import SqliteDatabase  # noqa: E402
 from shared.adapters.sqlite.ledger import SqliteUsageLedger  # noqa: E402
 from shared.application import usage_ingest as billing_ingest  # noqa: E402
-from shared.domain.config import Meter  # noqa: E402
-from shared.schemas.usage import UsageEvent, usage_event  # noqa: E402
+from shared.schemas.usage import (  # noqa: E402
+    Meter,  # noqa: E402
+    UsageEvent,
+    usage_event,
+)
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 TARGET = 50_000

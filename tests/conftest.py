@@ -18,8 +18,8 @@ import pytest
 
 from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
-from shared.domain.config import AppConfig, Meter, load_config
-from shared.schemas.usage import UsageEvent, usage_event
+from shared.domain.config import AppConfig, load_config
+from shared.schemas.usage import Meter, UsageEvent, usage_event
 from shared.settings import Settings
 from tests.azurite import azurite  # noqa: F401  (the session's Azurite, for the Azure adapter tests)
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from enum import StrEnum
 
-from shared.domain.config import Meter
+from shared.schemas.usage import Meter
 
 TOKENS_PER_UNIT = 1000
 UNIT = "1K tokens"

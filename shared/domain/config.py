@@ -21,22 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from shared.domain.errors import ConfigError, NotFound
+from shared.schemas.usage import Meter
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 # Names travel in URLs, headers, job ids and blob keys: letters, digits, '.', '_' and '-'.
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
 Percent = Annotated[int, Field(ge=0, le=100)]
 Share = Annotated[int, Field(ge=1, le=100)]
-
-
-class Meter(StrEnum):
-    INPUT_TOKENS = "input_tokens"
-    OUTPUT_TOKENS = "output_tokens"
-    REQUESTS = "requests"  # scoring-script deployments: one per job, priced per 1,000 requests
-
-    @property
-    def counts_tokens(self) -> bool:
-        return self is not Meter.REQUESTS
 
 
 class RunnerKind(StrEnum):

@@ -18,10 +18,11 @@ from decimal import Decimal
 from typing import Any
 
 from shared.domain import billing
-from shared.domain.config import AppConfig, Endpoint, Meter
+from shared.domain.config import AppConfig, Endpoint
 from shared.domain.jobs import Job, JobStatus
 from shared.domain.ports import JobOutcome
 from shared.domain.usage_report import unit_price
+from shared.schemas.usage import Meter
 
 
 def outcome_of(job: Job) -> JobOutcome | None:

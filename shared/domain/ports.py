@@ -5,6 +5,7 @@ Every adapter raises only domain errors (`shared.domain.errors`); foreign except
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,6 +73,11 @@ class LoggedEvent:
     partition: int
     offset: int
     body: str
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The embedded logs' partitioner: one key (a tenant) always lands in the same partition, as on Event Hubs."""
+    return zlib.crc32(key.encode("utf-8")) % partitions
 
 
 class UsageStream(Protocol):

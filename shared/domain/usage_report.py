@@ -16,9 +16,10 @@ from typing import Any
 
 from shared.domain import billing
 from shared.domain.billing import Granularity
-from shared.domain.config import AppConfig, Meter
+from shared.domain.config import AppConfig
 from shared.domain.errors import InvalidInput, NotFound
 from shared.domain.ports import UsageTotal
+from shared.schemas.usage import Meter
 
 CSV_COLUMNS = (
     "tenant",

@@ -14,10 +14,11 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shared.domain.config import Deployment, Meter, RunnerKind
+from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import InvalidInput
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.domain.ports import BlobStore
+from shared.schemas.usage import Meter
 from shared.settings import Settings
 
 # The `extra-parameters` header: unknown body parameters are an error, dropped, or passed to the runner.

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared.domain.config import Deployment, Meter, RunnerKind
+from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import InvalidInput, ModelError
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.domain.ports import BlobStore
@@ -38,6 +38,7 @@ from shared.schemas.chat import (
     TextCompletion,
     Usage,
 )
+from shared.schemas.usage import Meter
 from shared.settings import Settings
 
 Request = ChatCompletionsRequest | CompletionsRequest

@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from shared.domain.config import Deployment, Meter, RunnerKind
+from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import InvalidInput
 from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, chars_to_tokens, check_unicode, extras_allowed
 from shared.runtimes.base import parse_payload as _parse
 from shared.runtimes.batching import MicroBatcher
 from shared.runtimes.engines.onnx_embeddings import Embedding, EmbeddingRunner
 from shared.schemas.embeddings import EmbeddingItem, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
+from shared.schemas.usage import Meter
 from shared.settings import Settings
 
 

@@ -10,10 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.domain.config import Deployment, Meter, RunnerKind
+from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import InvalidInput, ScriptError
 from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, check_unicode, parse_payload
 from shared.runtimes.engines.scoring_script import ScoringScript
+from shared.schemas.usage import Meter
 from shared.settings import Settings
 
 # Deeper JSON than a queue message can carry (pydantic refuses ~200 levels); no scoring input needs this many.

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from shared.domain.config import Meter
-
 # Far above any real request; a bigger count is a bad event (dead-lettered), not a 64-bit overflow in the ledger.
 MAX_EVENT_TOKENS = 10**12
+
+
+class Meter(StrEnum):
+    INPUT_TOKENS = "input_tokens"
+    OUTPUT_TOKENS = "output_tokens"
+    REQUESTS = "requests"  # scoring-script deployments: one per job, priced per 1,000 requests
+
+    @property
+    def counts_tokens(self) -> bool:
+        return self is not Meter.REQUESTS
 
 
 class UsageEvent(BaseModel):

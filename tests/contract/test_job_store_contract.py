@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.domain.config import Meter
 from shared.domain.errors import ConcurrencyConflict, Conflict
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.domain.ports import JobStore
-from shared.schemas.usage import usage_event
+from shared.schemas.usage import Meter, usage_event
 
 
 def new_job(job_id: str = "job_contract", tenant: str = "acme") -> Job:

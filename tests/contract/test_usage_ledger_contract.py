@@ -7,9 +7,8 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.config import Meter
 from shared.domain.ports import IngestResult, UsageLedger
-from shared.schemas.usage import UsageEvent
+from shared.schemas.usage import Meter, UsageEvent
 from tests.conftest import ledger_event
 
 T0 = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)

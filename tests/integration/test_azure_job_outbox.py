@@ -17,10 +17,9 @@ from shared.adapters.azure.blobs import AzureBlobStore
 from shared.adapters.azure.connection import CLIENT_OPTIONS, AzureStorage, StorageConnection
 from shared.adapters.azure.jobs import OUTBOX, AzureJobStore
 from shared.adapters.azure.tables import table_key
-from shared.domain.config import Meter
 from shared.domain.errors import ConcurrencyConflict
 from shared.domain.jobs import Job, JobStatus
-from shared.schemas.usage import usage_event
+from shared.schemas.usage import Meter, usage_event
 from tests.azurite import Azurite, unique
 
 

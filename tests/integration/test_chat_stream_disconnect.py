@@ -14,8 +14,8 @@ from functions.http import app as http_api
 from functions.local.host import LocalHost
 from shared.bootstrap import Inferq, set_app
 from shared.domain.auth import Caller
-from shared.domain.config import Meter
 from shared.domain.jobs import JobStatus
+from shared.schemas.usage import Meter
 from tests.conftest import KEYS, free_port, wait_for
 from tests.integration.test_chat_worker import STORY, Gated
 

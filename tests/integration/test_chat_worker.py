@@ -15,11 +15,12 @@ from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.bootstrap import Inferq
 from shared.domain.auth import Caller
-from shared.domain.config import Deployment, Meter
+from shared.domain.config import Deployment
 from shared.domain.errors import Conflict
 from shared.domain.jobs import JobStatus, utcnow
 from shared.runtimes.engines.genai import Generation, GenerationOptions, GenerationRunner
 from shared.runtimes.streams import chunk_key, read_chunks
+from shared.schemas.usage import Meter
 from tests.integration.test_worker import drain, pump
 
 ACME = Caller("acme")

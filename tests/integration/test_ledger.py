@@ -13,9 +13,8 @@ from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.ledger import SqliteUsageLedger
 from shared.domain import usage_report
 from shared.domain.billing import Granularity, hour_of
-from shared.domain.config import Meter
 from shared.domain.ports import UsageLedger
-from shared.schemas.usage import UsageEvent
+from shared.schemas.usage import Meter, UsageEvent
 from tests.conftest import ledger_event
 from tests.unit.billing_fakes import CONFIG
 

@@ -10,8 +10,7 @@ from fastapi.testclient import TestClient
 
 from functions.http.app import app
 from shared.bootstrap import Inferq, set_app
-from shared.domain.config import Meter
-from shared.schemas.usage import usage_event
+from shared.schemas.usage import Meter, usage_event
 from tests.conftest import ADMIN_KEY, KEYS
 
 DEPLOYMENT = "all-MiniLM-L6-v2"

@@ -13,8 +13,10 @@ from importlinter.application.use_cases import lint_imports
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = ROOT / "pyproject.toml"
 CONTRACTS = [c["id"] for c in tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]]
-# Each kind of model is one module that owns what that kind means; nothing else switches on the kind.
+# Each kind of model is one module that owns what that kind means; nothing else switches on the kind. A kind's
+# module names its own kind once (`kind = RunnerKind.CHAT`), which is a declaration, not a switch.
 KIND_SWITCHERS = {"shared/runtimes/registry.py", "shared/domain/config.py"}
+KIND_MODULES = {"shared/runtimes/embeddings.py", "shared/runtimes/chat.py", "shared/runtimes/score.py"}
 
 
 def test_the_import_rules_are_configured() -> None:
@@ -35,5 +37,6 @@ def test_only_the_registry_and_the_config_name_a_runner_kind() -> None:
         if path.relative_to(ROOT).as_posix() not in KIND_SWITCHERS
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
         if "RunnerKind." in line
+        and not (path.relative_to(ROOT).as_posix() in KIND_MODULES and line.strip().startswith("kind = RunnerKind."))
     ]
     assert not found, "switches on RunnerKind outside the registry:\n" + "\n".join(found)

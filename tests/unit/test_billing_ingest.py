@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.application import usage_ingest as billing_ingest
-from shared.domain.config import Meter
 from shared.domain.errors import StorageUnavailable
-from shared.schemas.usage import usage_event
+from shared.schemas.usage import Meter, usage_event
 from tests.unit.billing_fakes import FakeUsageLedger, MemoryBlobStore
 
 T0 = datetime(2024, 5, 1, 13, 5, tzinfo=UTC)

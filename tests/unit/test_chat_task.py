@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.domain.config import Deployment, Meter, ModelSpec, RunnerKind
+from shared.domain.config import Deployment, ModelSpec, RunnerKind
 from shared.domain.errors import InvalidInput, NotFound
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.runtimes import chat
 from shared.runtimes.engines.genai import Generation, GenerationOptions
 from shared.runtimes.streams import Cadence, StreamChunk, StreamWriter, chunk_key, read_chunks
 from shared.schemas.chat import ChatCompletionsRequest, CompletionsRequest
+from shared.schemas.usage import Meter
 from tests.unit.test_generation import EOS, LIMITS, Pieces, ScriptedGenerator
 
 DEPLOYMENT = Deployment(

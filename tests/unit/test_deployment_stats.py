@@ -4,10 +4,9 @@
 from datetime import UTC, datetime, timedelta
 
 from shared.domain import deployment_stats
-from shared.domain.config import Meter
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.domain.ports import JobOutcome
-from shared.schemas.usage import usage_event
+from shared.schemas.usage import Meter, usage_event
 from tests.unit.billing_fakes import CONFIG
 
 T0 = datetime(2024, 5, 1, 10, tzinfo=UTC)

@@ -33,8 +33,7 @@ def test_an_idempotency_key_names_one_job_per_tenant() -> None:
 
 
 def test_usage_is_recorded_once_on_a_job_stopped_mid_work_and_its_state_stays() -> None:
-    from shared.domain.config import Meter
-    from shared.schemas.usage import usage_event
+    from shared.schemas.usage import Meter, usage_event
 
     cancelled = Job.new("j", "t", "d").to(JobStatus.RUNNING).to(JobStatus.CANCELLED)
     event = usage_event(

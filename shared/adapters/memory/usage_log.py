@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 
 # The log's shape and its partitioner are the embedded log's own: the same tenant lands in the same partition.
-from shared.adapters.sqlite.usage_log import LoggedEvent, partition_for
+from shared.domain.ports import LoggedEvent, partition_for
 from shared.schemas.usage import UsageEvent
 
 

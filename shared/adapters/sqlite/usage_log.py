@@ -3,18 +3,13 @@ per-consumer-group checkpoints. It is the embedded `UsageStream` and the local h
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 
 from shared.adapters.sqlite.db import SqliteDatabase
-from shared.domain.ports import LoggedEvent
+from shared.domain.ports import LoggedEvent, partition_for
 from shared.schemas.usage import UsageEvent
 
 __all__ = ["LoggedEvent", "SqliteUsageLog", "partition_for"]
-
-
-def partition_for(key: str, partitions: int) -> int:
-    return zlib.crc32(key.encode("utf-8")) % partitions
 
 
 class SqliteUsageLog:
