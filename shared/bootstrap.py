@@ -80,6 +80,7 @@ def bootstrap(
     stats: DeploymentStats | None = None,
     models: ModelSource | None = None,
     signals: JobSignals | None = None,
+    registry: RuntimeRegistry | None = None,
     rng: random.Random | None = None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Inferq:
@@ -116,7 +117,7 @@ def bootstrap(
     router = Router(
         config, rng or (random.Random(settings.routing_seed) if settings.routing_seed is not None else None)
     )
-    registry = RuntimeRegistry(settings, models or ModelSources.from_settings(settings))
+    registry = registry or RuntimeRegistry(settings, models or ModelSources.from_settings(settings))
     gateway = Gateway(
         settings=settings,
         config=config,
