@@ -64,7 +64,7 @@ class Inferq:
     stats: DeploymentStats
     signals: JobSignals
     usage_log: UsageLog | None  # the embedded usage stream, which the local host consumes; None on Event Hubs
-    queue_sent: threading.Event | None  # set when a job is queued, so the local host's pump need not wait
+    queue_sent: threading.Event  # set when a job is queued, so the local host's pump need not wait
 
 
 def bootstrap(
@@ -90,6 +90,8 @@ def bootstrap(
     if settings.backend == "azure":
         from shared.adapters.azure.factory import AzureAdapters  # the Azure SDKs load only for this backend
 
+        logging.getLogger("azure").setLevel(settings.azure_log_level)
+
         azure = AzureAdapters.from_settings(settings)
         queue, store, blobs = queue or azure.queue, store or azure.store, blobs or azure.blobs
         poison = poison or (azure.queue.poison_queue() if queue is azure.queue else None)
@@ -114,6 +116,8 @@ def bootstrap(
     ledger = ledger or SqliteUsageLedger(db())
     stats = stats or SqliteDeploymentStats(db())
     signals = signals or InProcessJobSignals()
+    # Set whenever a job is queued here, so a pump in this process (the local host's) need not wait for a poll.
+    queue_sent: threading.Event = getattr(queue, "sent", None) or threading.Event()
     router = Router(
         config, rng or (random.Random(settings.routing_seed) if settings.routing_seed is not None else None)
     )
@@ -129,6 +133,7 @@ def bootstrap(
         budgets=BudgetGuard(ledger, config, settings.budget_cache_s),
         registry=registry,
         cross_process=cross_process,
+        enqueued=queue_sent.set,
         monotonic=monotonic,  # the rate limiters' clock
     )
     worker = Worker(
@@ -159,7 +164,7 @@ def bootstrap(
         stats=stats,
         signals=signals,
         usage_log=usage_log,
-        queue_sent=getattr(queue, "sent", None),
+        queue_sent=queue_sent,
     )
 
 

@@ -51,8 +51,10 @@ class Settings(BaseSettings):
     usage_ingest_attempts: int = Field(default=3, ge=1)  # ledger tries per batch before it is kept for replay
     usage_ingest_backoff_s: float = Field(default=0.2, ge=0)  # × the attempt number, between tries
 
-    # Local host loops
+    # Local host loops: an idle queue is polled ever less often, up to `max_poll_interval_s` (host.json's
+    # `maxPollingInterval`); a job sent in this process wakes the pump at once.
     poll_interval_s: float = 0.05
+    max_poll_interval_s: float = Field(default=2.0, gt=0)
     usage_publish_interval_s: float = 5.0
     usage_partitions: int = 4
 
@@ -95,6 +97,9 @@ class Settings(BaseSettings):
     )
     eventhub_retry_total: int = Field(default=2, ge=0)  # bounded: a failed publish is kept on the job (Invariant 7)
     eventhub_send_timeout_s: float = Field(default=10.0, gt=0)
+
+    # The Azure SDKs log every HTTP request and response at INFO: off unless asked for (INFO, DEBUG).
+    azure_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     # Model sources: `s3://` (and S3-compatible stores at this endpoint); AWS credentials as boto3 finds them
     s3_endpoint_url: str | None = None

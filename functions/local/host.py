@@ -48,14 +48,20 @@ class LocalHost:
         publish = trigger("publish_pending_usage")
         replay = trigger("replay_kept_usage")
         loops = [
-            Loop("job-pump", jobs.pump_once, s.poll_interval_s, wake=app.queue_sent),
-            Loop("poison-pump", poisoned.pump_once, s.poll_interval_s * 10),
+            Loop(
+                "job-pump", jobs.pump_once, s.poll_interval_s, wake=app.queue_sent, max_interval_s=s.max_poll_interval_s
+            ),
+            Loop("poison-pump", poisoned.pump_once, s.poll_interval_s * 10, max_interval_s=s.max_poll_interval_s),
             Loop("usage-publisher", lambda: publish(None) or 0, s.usage_publish_interval_s),
             Loop("usage-replay", lambda: replay(None) or 0, s.usage_publish_interval_s),
         ]
         if app.usage_log is not None:
             consumer = UsageConsumer(app.usage_log, trigger("bill_usage"))
-            loops.append(Loop("usage-consumer", consumer.consume_once, s.poll_interval_s * 4))
+            loops.append(
+                Loop(
+                    "usage-consumer", consumer.consume_once, s.poll_interval_s * 4, max_interval_s=s.max_poll_interval_s
+                )
+            )
         return cls(app, loops, [jobs, poisoned])
 
     def start(self) -> None:

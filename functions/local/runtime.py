@@ -149,12 +149,19 @@ class UsageConsumer:
 
 
 class Loop:
-    """Call `step` until stopped; sleep `interval_s` when it had nothing to do."""
+    """Call `step` until stopped; when it had nothing to do, sleep `interval_s`, doubled after every idle step up
+    to `max_interval_s` (the Functions queue listener's backoff), or until woken."""
 
     def __init__(
-        self, name: str, step: Callable[[], int], interval_s: float, wake: threading.Event | None = None
+        self,
+        name: str,
+        step: Callable[[], int],
+        interval_s: float,
+        wake: threading.Event | None = None,
+        max_interval_s: float | None = None,
     ) -> None:
         self._step, self._interval = step, interval_s
+        self._max_interval = max(interval_s, max_interval_s or interval_s)
         self._stop = threading.Event()
         self._wake = wake or self._stop
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -168,13 +175,17 @@ class Loop:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        idle_s = self._interval
         while not self._stop.is_set():
             try:
                 busy = self._step()
             except Exception:
                 log.exception("%s: step failed", self._thread.name)
                 busy = 0
-            if not busy:
-                self._wake.wait(self._interval)
-                if self._wake is not self._stop:
-                    self._wake.clear()
+            if busy:
+                idle_s = self._interval
+                continue
+            woken = self._wake.wait(idle_s)
+            if self._wake is not self._stop:
+                self._wake.clear()
+            idle_s = self._interval if woken else min(idle_s * 2, self._max_interval)

@@ -19,14 +19,18 @@ class InProcessJobSignals:
         self._lock = threading.Lock()
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Signal]]]] = {}
         self._ended: OrderedDict[str, Job] = OrderedDict()
+        self._seq: dict[str, int] = {}  # signals so far, per running job: a waiter can't miss one in between
 
     def notify(self, job_id: str, job: Job | None = None) -> None:
         """Thread-safe: the job produced a chunk (`job` None) or changed state (`job`, as written)."""
         with self._lock:
             if job is not None and job.status.terminal:
                 self._ended[job_id] = job
+                self._seq.pop(job_id, None)
                 while len(self._ended) > RECENT:
                     self._ended.popitem(last=False)
+            else:
+                self._seq[job_id] = self._seq.get(job_id, 0) + 1
             waiters = self._waiters.pop(job_id, [])
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future, Signal(job))
@@ -35,13 +39,21 @@ class InProcessJobSignals:
         with self._lock:
             return self._ended.get(job_id)
 
-    async def wait(self, job_id: str, timeout_s: float) -> Signal | None:
-        """The next signal of the job (at once when it has ended), or None after `timeout_s`."""
+    def mark(self, job_id: str) -> int:
+        """How many signals the job has had: take it before reading, pass it to `wait` after."""
+        with self._lock:
+            return self._seq.get(job_id, 0)
+
+    async def wait(self, job_id: str, timeout_s: float, after: int | None = None) -> Signal | None:
+        """The next signal of the job (at once when it has ended, or has had a signal since `mark` returned
+        `after`), or None after `timeout_s`."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Signal] = loop.create_future()
         with self._lock:
             if job_id in self._ended:
                 return Signal(self._ended[job_id])
+            if after is not None and self._seq.get(job_id, 0) > after:
+                return Signal(None)
             self._waiters.setdefault(job_id, []).append((loop, future))
         try:
             return await asyncio.wait_for(future, max(0.0, timeout_s))

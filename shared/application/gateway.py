@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.application import journal
 from shared.application.budgets import BudgetGuard
 from shared.application.unit_of_work import JobUpdates
 from shared.domain.auth import Caller, KeyDirectory
 from shared.domain.config import AppConfig, Deployment, Endpoint
-from shared.domain.errors import ConfigError, Conflict, NotFound, TransientError
+from shared.domain.errors import ConfigError, Conflict, Forbidden, NotFound, TransientError
 from shared.domain.jobs import Job, JobError, JobStatus, new_job_id
 from shared.domain.ports import BlobStore, JobQueue, JobSignals, JobStore
 from shared.domain.ratelimit import RateLimiter
@@ -59,6 +60,7 @@ class Gateway:
         budgets: BudgetGuard,
         registry: RuntimeRegistry,
         cross_process: bool,
+        enqueued: Callable[[], None] = lambda: None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -68,12 +70,13 @@ class Gateway:
         self.store = store
         self.blobs = blobs
         self.signals = signals
-        self.jobs = JobUpdates(store, blobs)
+        self.jobs = JobUpdates(store, blobs, signals)
         self.keys = KeyDirectory(config)
         self.budgets = budgets
         self.rate_limits = RateLimiter(config.tenants, clock=monotonic)
         self.registry = registry
         self.cross_process = cross_process  # a job may end in another process: signals alone can't tell
+        self._enqueued = enqueued
 
     # --- who, where ----------------------------------------------------------------------------------------
     def authenticate(self, key: str | None) -> Caller:
@@ -106,6 +109,8 @@ class Gateway:
     ) -> Submitted:
         """Queue a job for a routed request, or for one deployment by its own name (bypassing the traffic split:
         what producers and tests do)."""
+        if not caller.tenant:  # an admin key belongs to no tenant: nobody could be billed for the job
+            raise Forbidden("An admin key can't run inference: use a tenant's API key.")
         route = target if isinstance(target, Route) else self.router.direct(target)
         deployment = route.deployment
         self.budgets.check(caller.tenant)  # every inference route submits: a tenant past its budget stops here
@@ -130,6 +135,7 @@ class Gateway:
             if existing.request_hash != request_hash:
                 raise Conflict("Idempotency-Key was already used with a different request.") from None
             return Submitted(existing, created=False, rate=rate, estimated_tokens=tokens)
+        journal.transition("accepted", job, endpoint=job.endpoint)
         for mirror in route.mirrors:
             self._mirror(job, mirror, payload)
         return Submitted(job, created=True, rate=rate, estimated_tokens=tokens)
@@ -165,13 +171,14 @@ class Gateway:
         deadline = time.monotonic() + idle_s
         poll = POLL_FIRST_S
         while True:
+            seen = self.signals.mark(job_id)  # before the read: a chunk written after it still wakes the wait
             chunks, job = await asyncio.to_thread(self.read_stream, caller, job_id, start)
             if chunks or job.status.terminal:
                 return chunks, job
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            await self.signals.wait(job_id, min(remaining, poll) if self.cross_process else remaining)
+            await self.signals.wait(job_id, min(remaining, poll) if self.cross_process else remaining, seen)
             poll = min(poll * 2, POLL_MAX_S)
 
     # --- the job API ---------------------------------------------------------------------------------------
@@ -186,8 +193,9 @@ class Gateway:
         job = self.get_job(caller, job_id)
         if job.status is not JobStatus.QUEUED and not (job.status is JobStatus.RUNNING and self._stoppable(job)):
             raise Conflict(f"Job {job_id} is {job.status}; only a queued job or a generation can be cancelled.")
-        cancelled = self.store.replace(job.to(JobStatus.CANCELLED))
-        self.signals.notify(job_id, cancelled)
+        cancelled = self.jobs.finish(job_id, JobStatus.CANCELLED)
+        if cancelled is None:
+            raise Conflict(f"Job {job_id} ended meanwhile; it can't be cancelled.")
         return cancelled
 
     def read_stream(self, caller: Caller, job_id: str, start: int) -> tuple[list[StreamChunk], Job]:
@@ -241,6 +249,7 @@ class Gateway:
             if payload_ref:
                 self.blobs.put(payload_ref, body.encode("utf-8"))
             self.queue.send(message)
+            self._enqueued()
         except TransientError as exc:
             self.jobs.finish(job.id, JobStatus.FAILED, error=JobError(code="EnqueueFailed", message=str(exc)))
             raise

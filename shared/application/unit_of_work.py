@@ -9,7 +9,7 @@ from typing import Any
 
 from shared.domain.errors import ConcurrencyConflict, TransientError
 from shared.domain.jobs import Job, JobError, JobStatus
-from shared.domain.ports import BlobStore, JobStore
+from shared.domain.ports import BlobStore, JobSignals, JobStore
 from shared.schemas.usage import UsageEvent
 
 ATTEMPTS = 5
@@ -17,9 +17,10 @@ log = logging.getLogger(__name__)
 
 
 class JobUpdates:
-    def __init__(self, store: JobStore, blobs: BlobStore) -> None:
+    def __init__(self, store: JobStore, blobs: BlobStore, signals: JobSignals) -> None:
         self.store = store
         self.blobs = blobs
+        self.signals = signals
 
     def update(self, job_id: str, change: Callable[[Job], Job | None], current: Job | None = None) -> Job | None:
         """The job as `change` left it, written; None when the job is missing or `change` returns None (no
@@ -48,8 +49,8 @@ class JobUpdates:
         usage: tuple[UsageEvent, ...] = (),
         current: Job | None = None,
     ) -> Job | None:
-        """Move a job to a terminal state unless it already has one; None when it had. Its claim-checked
-        payload goes with it: nobody will run it again."""
+        """Move a job to a terminal state unless it already has one; None when it had. Whoever waits for it is
+        told; its claim-checked payload goes: nobody will run it again."""
 
         def end(job: Job) -> Job | None:
             if job.status.terminal:
@@ -57,8 +58,10 @@ class JobUpdates:
             return job.to(status, result=result, error=error, usage=usage)
 
         done = self.update(job_id, end, current)
-        if done is not None and done.payload_ref:
-            self.blobs.delete(done.payload_ref)
+        if done is not None:
+            self.signals.notify(job_id, done)
+            if done.payload_ref:
+                self.blobs.delete(done.payload_ref)
         return done
 
     def fail(self, job_id: str, code: str, message: str) -> Job | None:

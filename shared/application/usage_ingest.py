@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter, ValidationError
 
+from shared.application import journal
 from shared.domain.errors import NotFound, TransientError
 from shared.domain.jobs import utcnow
 from shared.domain.ports import BlobStore, UsageLedger
@@ -118,6 +119,7 @@ def _bill(
     for attempt in range(1, attempts + 1):
         try:
             result = ledger.ingest(events)
+            journal.billed(events)
             return BatchOutcome(billed=result.billed, duplicates=result.duplicates)
         except TransientError as exc:
             reason = f"{type(exc).__name__}: {exc}"

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.application import journal
 from shared.application.unit_of_work import JobUpdates
 from shared.domain import deployment_stats
 from shared.domain.config import AppConfig, Deployment
@@ -43,7 +44,7 @@ class Worker:
         self.config = config
         self.router = router
         self.store = store
-        self.jobs = JobUpdates(store, blobs)
+        self.jobs = JobUpdates(store, blobs, signals)
         self.blobs = blobs
         self.stream = stream
         self.stats = stats
@@ -69,6 +70,7 @@ class Worker:
             self._end(self.jobs.finish(job.id, JobStatus.EXPIRED, error=expired))
             return
         job = self.store.replace(job.start())
+        journal.transition("started", job, since=job.created_at, attempt=job.attempts)
         try:
             payload = message.payload if message.payload is not None else self._claim(message)
             kind = self.registry.kind(deployment)
@@ -90,7 +92,14 @@ class Worker:
         except Exception as exc:
             self.jobs.note_error(job.id, f"{type(exc).__name__}: {exc}")
             raise
-        self._complete(job, deployment, output)
+        try:
+            self._complete(job, deployment, output)
+        except TransientError:
+            raise  # the store or stream did not answer: a redelivery finishes it (the result is recomputed)
+        except Exception as exc:
+            # Whatever breaks while finishing, the job must not stay running: fail it with the reason.
+            log.exception("job %s: finishing failed", job.id)
+            self._end(self.jobs.fail(job.id, "FinishFailed", f"{type(exc).__name__}: {exc}"))
 
     def fail_poisoned(self, body: str | bytes) -> None:
         """A message moved to the poison queue: fail its job, keeping the last reason."""
@@ -145,7 +154,7 @@ class Worker:
     def _end(self, job: Job | None) -> None:
         """A job reached its terminal state: wake whoever waits for it, and count it for its deployment."""
         if job is not None:
-            self.signals.notify(job.id, job)
+            journal.transition(job.status.value, job, since=job.created_at)
         self._record_outcome(job)
 
     def _record_outcome(self, job: Job | None) -> None:

@@ -161,6 +161,11 @@ class JobSignals(Protocol):
     """How a waiting request learns that its job produced chunks or ended, instead of re-reading the store."""
 
     def notify(self, job_id: str, job: Job | None = None) -> None: ...
-    async def wait(self, job_id: str, timeout_s: float) -> Signal | None:
-        """The next signal (at once for a job that already ended), or None after `timeout_s`."""
+    def mark(self, job_id: str) -> int:
+        """A token for the signals seen so far: read it before reading the job, pass it to `wait` after."""
+        ...
+
+    async def wait(self, job_id: str, timeout_s: float, after: int | None = None) -> Signal | None:
+        """The next signal (at once for a job that already ended, or that had one since `mark` gave `after`),
+        or None after `timeout_s`."""
         ...
