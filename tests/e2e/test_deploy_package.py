@@ -21,7 +21,7 @@ from shared.adapters.azure.connection import azurite_connection_string
 from shared.domain.config import load_config
 from tests.azurite import Azurite
 from tests.conftest import ROOT, RunningHost, free_port, stop_host
-from tests.deploy_package import build_package
+from tests.deploy_package import FuncIgnore, build_package
 
 pytestmark = pytest.mark.e2e
 
@@ -131,6 +131,14 @@ def test_the_package_is_what_funcignore_leaves_and_holds_everything_the_config_n
         source = package / deployment.model.source
         assert all((source / name).is_file() for name in deployment.model.files), deployment.name
         assert deployment.script is None or (package / deployment.script).is_file(), deployment.name
+
+
+def test_funcignore_keeps_the_models_and_demo_files_but_not_the_remote_model_cache() -> None:
+    rules = FuncIgnore.load(ROOT)
+    for kept in ("config/demo/tiny-chat/model.onnx", "config/demo/scoring/score.py", "models/m/model.onnx"):
+        assert rules.keeps(kept), kept
+    for dropped in ("models/.cache/0123/model.onnx", "tests/conftest.py", "data/inferq.sqlite3"):
+        assert not rules.keeps(dropped), dropped
 
 
 def test_the_package_serves_embeddings_chat_and_score_on_azure_storage(package_host: RunningHost) -> None:
