@@ -25,9 +25,19 @@ $(NODE_STAMP): package.json package-lock.json
 
 node: $(NODE_STAMP)
 
-# Azurite on its default ports, for `INFERQ_BACKEND=azure AzureWebJobsStorage=UseDevelopmentStorage=true make run`
+# Azurite for `INFERQ_BACKEND=azure AzureWebJobsStorage=UseDevelopmentStorage=true make run` on its default
+# ports; on others (`make azurite AZURITE_BLOB_PORT=20000 ...`) it prints the AzureWebJobsStorage to use.
+AZURITE_BLOB_PORT ?= 10000
+AZURITE_QUEUE_PORT ?= 10001
+AZURITE_TABLE_PORT ?= 10002
+AZURITE_ACCOUNT := devstoreaccount1
+# Azurite's well-known development key (public, in Microsoft's docs): not a secret.
+AZURITE_KEY := Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==
+
 azurite: node
-	node_modules/.bin/azurite --silent --inMemoryPersistence --disableTelemetry --skipApiVersionCheck --loose
+	@echo 'export AzureWebJobsStorage="DefaultEndpointsProtocol=http;AccountName=$(AZURITE_ACCOUNT);AccountKey=$(AZURITE_KEY);BlobEndpoint=http://127.0.0.1:$(AZURITE_BLOB_PORT)/$(AZURITE_ACCOUNT);QueueEndpoint=http://127.0.0.1:$(AZURITE_QUEUE_PORT)/$(AZURITE_ACCOUNT);TableEndpoint=http://127.0.0.1:$(AZURITE_TABLE_PORT)/$(AZURITE_ACCOUNT);"'
+	node_modules/.bin/azurite --silent --inMemoryPersistence --disableTelemetry --skipApiVersionCheck --loose \
+		--blobPort $(AZURITE_BLOB_PORT) --queuePort $(AZURITE_QUEUE_PORT) --tablePort $(AZURITE_TABLE_PORT)
 
 $(MODEL): | $(STAMP)
 	$(BIN)/python scripts/fetch_model.py

@@ -4,7 +4,7 @@ Rows: a raw genai token loop (the physical limit), the GenerationRunner, and the
 worker + job store; streamed through blob chunks). Tokens/s are generated tokens only. Prints a table; asserts
 nothing. The default model is the tiny random-weight fixture: its figures say what the pipeline costs, not what
 a real model's CPU speed is.
-    .venv/bin/python scripts/bench_generation.py [--model-dir tests/fixtures/tiny-chat] [--requests 20]
+    .venv/bin/python scripts/bench_generation.py [--model-dir config/demo/tiny-chat] [--requests 20]
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def http(new_tokens: int, requests: int, concurrency: int, stream: bool) -> tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", type=Path, default=ROOT / "tests" / "fixtures" / "tiny-chat")
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "config" / "demo" / "tiny-chat")
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--new-tokens", type=int, default=256)
     args = parser.parse_args()

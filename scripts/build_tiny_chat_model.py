@@ -37,7 +37,7 @@ The build needs torch & co, which are NOT runtime dependencies of the app::
     python3 -m venv /tmp/buildvenv
     /tmp/buildvenv/bin/pip install -r requirements-build-model.txt
     /tmp/buildvenv/bin/python scripts/build_tiny_chat_model.py \\
-        [--output tests/fixtures/tiny-chat] [--seed 0]
+        [--output config/demo/tiny-chat] [--seed 0]
 
 Everything is seeded, and the build runs with ``HF_HUB_OFFLINE=1``: nothing
 is downloaded.
@@ -62,7 +62,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = REPO_ROOT / "tests" / "fixtures" / "tiny-chat"
+DEFAULT_OUTPUT = REPO_ROOT / "config" / "demo" / "tiny-chat"
 
 # --- tokenizer ------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from tests.azurite import azurite  # noqa: F401  (the session's Azurite, for the
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "models" / "all-MiniLM-L6-v2-int8"
-CHAT_MODEL_DIR = ROOT / "tests" / "fixtures" / "tiny-chat"
+CHAT_MODEL_DIR = ROOT / "config" / "demo" / "tiny-chat"
 KEYS = {"acme": "acme-key", "globex": "globex-key"}
 ADMIN_KEY = "admin-key"
 
@@ -35,7 +35,7 @@ def write_config(path: Path, extra: str = "", after: str = "") -> Path:
     the deployments (tenants), `after` at the end (more deployments, endpoints)."""
     example = (ROOT / "config" / "inferq.toml").read_text()
     deployments = example[example.index("[[deployments]]") :]
-    for folder in ("models/", "tests/fixtures/"):
+    for folder in ("models/", "config/demo/"):
         for field in ("source", "script"):
             deployments = deployments.replace(f'{field} = "{folder}', f'{field} = "{ROOT.as_posix()}/{folder}')
     tenants = "".join(

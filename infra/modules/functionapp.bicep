@@ -93,7 +93,6 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222:This is a public inference API called over the internet by SDK clients; every request is authenticated with a tenant API key by the app.
   // checkov:skip=CKV_AZURE_212:Flex Consumption scales to zero by design (no idle cost); minimum instances are the alwaysReady parameter, for environments that want them.
-  // checkov:skip=CKV_AZURE_213:The platform health check (healthCheckPath) is not supported on Flex Consumption; the app exposes GET /health for external probes.
   // checkov:skip=CKV_AZURE_17:Client certificates are not how the API's SDK clients authenticate (they send API keys); requiring them would break every client.
   name: name
   location: location
@@ -114,6 +113,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      // Readiness, not liveness: 503 naming the backend (queue, job store, blobs, ledger, usage stream) that does not
+      // answer, so an instance that can't reach storage is taken out of rotation instead of failing every request.
+      healthCheckPath: '/health/ready'
       appSettings: [
         // Functions host storage (AzureWebJobsStorage) and the queue triggers' connection.
         {

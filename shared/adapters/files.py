@@ -21,6 +21,11 @@ class FileBlobStore:
             raise InvalidInput(f"invalid blob key {key!r}")
         return self.root / key
 
+    def ping(self) -> None:
+        """Readiness: the folder is there and this process may write in it (a stat, no write)."""
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageUnavailable(f"blob folder {self.root} is missing or not writable")
+
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:

@@ -20,6 +20,8 @@ from shared.domain.errors import ConfigError
 from shared.settings import Settings
 
 CACHE_DIR = ".cache"
+# The one folder `make model` (scripts/fetch_model.py) fills; every other model folder is the deployer's to provide.
+FETCHED_MODEL_FOLDER = ("models", "all-MiniLM-L6-v2-int8")
 
 
 def sha256_of(path: Path) -> str:
@@ -34,11 +36,27 @@ def verify(folder: Path, files: dict[str, str]) -> Path:
     for name, expected in files.items():
         path = folder / name
         if not path.is_file():
-            raise ConfigError(f"model file missing: {path} (run 'make model')")
+            raise missing_file(folder, name)
         actual = sha256_of(path)
         if actual != expected:
             raise ConfigError(f"model file {path} has sha256 {actual}, expected {expected}: refusing to load it")
     return folder
+
+
+def missing_file(folder: Path, name: str) -> ConfigError:
+    """What is missing, from which folder, and what puts it there: `make model` only for the folder it fills."""
+    path = folder / name
+    if folder.parts[-2:] == FETCHED_MODEL_FOLDER:
+        return ConfigError(
+            f"model file missing: {path}: the default embeddings model is fetched by 'make model'; run it "
+            "(before deploying, so the package includes it)"
+        )
+    where = folder.resolve()
+    why = f"the folder {where} has no {name}" if folder.is_dir() else f"the folder {where} does not exist"
+    return ConfigError(
+        f"model file missing: {path}: {why}. Every file in a deployment's model.files must be in its model.source "
+        "folder, and a deployed package must include it (not under tests/, not left out by .funcignore)"
+    )
 
 
 class LocalModelSource:

@@ -1,6 +1,7 @@
 """Ports: what the service needs from the outside world. Adapters live in `shared/adapters/`.
 
 Every adapter raises only domain errors (`shared.domain.errors`); foreign exceptions are translated at the boundary.
+Every backend port can be pinged (`Pingable`): the readiness check asks each backend the instance uses.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ class ReceivedMessage:
     receipt: str  # pop receipt: proves this receiver still owns the message
 
 
-class JobQueue(Protocol):
+class Pingable(Protocol):
+    def ping(self) -> None:
+        """Readiness: one cheap call to the backend. Returns when it answers; raises StorageUnavailable when it
+        does not answer within a short timeout (seconds, without the adapter's usual retries)."""
+        ...
+
+
+class JobQueue(Pingable, Protocol):
     """Azure Storage Queue semantics: at-least-once, invisible while held, a dequeue count per delivery."""
 
     name: str
@@ -42,7 +50,7 @@ class JobQueue(Protocol):
         ...
 
 
-class JobStore(Protocol):
+class JobStore(Pingable, Protocol):
     def create(self, job: Job) -> Job:
         """Store a new job; raises Conflict if the id exists."""
         ...
@@ -56,7 +64,7 @@ class JobStore(Protocol):
     def unpublished_usage(self, limit: int) -> list[Job]: ...
 
 
-class BlobStore(Protocol):
+class BlobStore(Pingable, Protocol):
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes:
         """Raises NotFound."""
@@ -80,7 +88,7 @@ def partition_for(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode("utf-8")) % partitions
 
 
-class UsageStream(Protocol):
+class UsageStream(Pingable, Protocol):
     def publish(self, events: Sequence[UsageEvent]) -> None:
         """Publish, partitioned by tenant; raises StorageUnavailable when the stream can't take them now."""
         ...
@@ -110,7 +118,7 @@ class UsageTotal:
     tokens: int
 
 
-class UsageLedger(Protocol):
+class UsageLedger(Pingable, Protocol):
     def ingest(self, events: Sequence[UsageEvent]) -> IngestResult:
         """Dedupe by event id and add to the hourly totals in one atomic step."""
         ...
@@ -134,7 +142,7 @@ class JobOutcome:
     usage: Mapping[str, int] = field(default_factory=dict)  # meter → tokens (requests, for the requests meter)
 
 
-class DeploymentStats(Protocol):
+class DeploymentStats(Pingable, Protocol):
     def record(self, outcome: JobOutcome) -> None:
         """Keep the outcome; recording a job again replaces its earlier outcome (a redelivery counts once)."""
         ...

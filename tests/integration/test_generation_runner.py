@@ -1,4 +1,4 @@
-"""The generation runner and the edge's prompt counter on the tiny random-weight model (tests/fixtures)."""
+"""The generation runner and the edge's prompt counter on the tiny random-weight model (config/demo/tiny-chat)."""
 
 from __future__ import annotations
 

@@ -9,15 +9,25 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.errors import translated
+from shared.adapters.azure.probe import PING_OPTIONS, PING_TIMEOUT_S, ping
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
 
 
 class AzureBlobStore:
+    ping_timeout_s = PING_TIMEOUT_S
+
     def __init__(self, container: ContainerClient) -> None:
         self.container = container
         self._create = CreateOnce(f"container {container.container_name}", container.create_container)
+
+    def ping(self) -> None:
+        ping(
+            f"container {self.container.container_name}",
+            lambda: self.container.get_container_properties(**PING_OPTIONS),
+            timeout_s=self.ping_timeout_s,
+        )
 
     def put(self, key: str, data: bytes) -> None:
         self._create()

@@ -29,7 +29,8 @@ from azure.data.tables import UpdateMode
 from shared.adapters.azure.blobs import AzureBlobStore
 from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.errors import translated
-from shared.adapters.azure.tables import table_key
+from shared.adapters.azure.probe import PING_TIMEOUT_S
+from shared.adapters.azure.tables import ping_table, table_key
 from shared.domain.errors import ConcurrencyConflict, NotFound, StorageUnavailable
 from shared.domain.jobs import Job
 
@@ -46,12 +47,17 @@ RESULTS_PREFIX = "results"
 
 
 class AzureJobStore:
+    ping_timeout_s = PING_TIMEOUT_S
+
     def __init__(self, table: TableClient, blobs: AzureBlobStore) -> None:
         self.table = table
         self.blobs = blobs
         self._create = CreateOnce(f"table {table.table_name}", table.create_table)
         self._written: OrderedDict[str, None] = OrderedDict()  # result blobs this process knows exist
         self._lock = threading.Lock()
+
+    def ping(self) -> None:
+        ping_table(self.table, self.ping_timeout_s)
 
     def create(self, job: Job) -> Job:
         entity = self._entity(job)

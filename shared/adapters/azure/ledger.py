@@ -21,7 +21,8 @@ from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.errors import translated
-from shared.adapters.azure.tables import as_int, int64, table_key
+from shared.adapters.azure.probe import PING_TIMEOUT_S
+from shared.adapters.azure.tables import as_int, int64, ping_table, table_key
 from shared.domain.billing import hour_of
 from shared.domain.errors import ConcurrencyConflict, NotFound
 from shared.domain.ports import IngestResult, UsageTotal
@@ -62,10 +63,15 @@ class _Chunk:
 
 
 class AzureUsageLedger:
+    ping_timeout_s = PING_TIMEOUT_S
+
     def __init__(self, table: TableClient, max_attempts: int = 10) -> None:
         self.table = table
         self.max_attempts = max_attempts
         self._create = CreateOnce(f"table {table.table_name}", table.create_table)
+
+    def ping(self) -> None:
+        ping_table(self.table, self.ping_timeout_s)
 
     def ingest(self, events: Sequence[UsageEvent]) -> IngestResult:
         self._create()

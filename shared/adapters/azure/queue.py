@@ -16,6 +16,7 @@ from azure.core.exceptions import HttpResponseError
 from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.encoding import NotBase64
 from shared.adapters.azure.errors import status_of, translated
+from shared.adapters.azure.probe import PING_OPTIONS, PING_TIMEOUT_S, ping
 from shared.domain.errors import StorageUnavailable
 from shared.domain.ports import ReceivedMessage
 
@@ -36,6 +37,8 @@ def encoded_size(body: str) -> int:
 
 
 class AzureJobQueue:
+    ping_timeout_s = PING_TIMEOUT_S
+
     def __init__(self, client: QueueClient, poison: QueueClient | None = None) -> None:
         self.client = client
         self.name: str = client.queue_name
@@ -105,6 +108,13 @@ class AzureJobQueue:
                     return None
                 raise
         return replace(message, receipt=updated.pop_receipt or message.receipt)
+
+    def ping(self) -> None:
+        ping(
+            f"queue {self.name}",
+            lambda: self.client.get_queue_properties(**PING_OPTIONS),
+            timeout_s=self.ping_timeout_s,
+        )
 
     def count(self) -> int:
         """Messages in the queue, visible or not (approximate, as the service reports it)."""

@@ -12,7 +12,8 @@ from azure.data.tables import UpdateMode
 from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.errors import translated
 from shared.adapters.azure.ledger import hour_text
-from shared.adapters.azure.tables import table_key
+from shared.adapters.azure.probe import PING_TIMEOUT_S
+from shared.adapters.azure.tables import ping_table, table_key
 from shared.domain.deployment_stats import from_record, to_record
 from shared.domain.ports import JobOutcome
 
@@ -21,9 +22,14 @@ if TYPE_CHECKING:
 
 
 class AzureDeploymentStats:
+    ping_timeout_s = PING_TIMEOUT_S
+
     def __init__(self, table: TableClient) -> None:
         self.table = table
         self._create = CreateOnce(f"table {table.table_name}", table.create_table)
+
+    def ping(self) -> None:
+        ping_table(self.table, self.ping_timeout_s)
 
     def record(self, outcome: JobOutcome) -> None:
         record = to_record(outcome)

@@ -1,7 +1,8 @@
 """Usage events to Event Hubs: one producer per process, built on first publish and reused; events grouped by
 tenant into `EventDataBatch`es keyed by the tenant (one partition per tenant keeps its events in order), a new
 batch when one is full. Failures (after the client's bounded retries) are StorageUnavailable: the service keeps
-the usage on the job and publishes it later (Invariant 7)."""
+the usage on the job and publishes it later (Invariant 7). `ping` asks for the hub's properties on a producer of
+its own (without retries), so a probe never waits behind a publish."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from azure.eventhub.exceptions import EventHubError
 
 from shared.adapters.azure.connection import default_credential, parse_connection_string
 from shared.adapters.azure.errors import translated
+from shared.adapters.azure.probe import PING_TIMEOUT_S, ping
 from shared.bindings import USAGE_HUB
 from shared.domain.errors import ConfigError, StorageUnavailable
 from shared.schemas.usage import UsageEvent
@@ -30,6 +32,7 @@ class Producer(Protocol):
 
     def create_batch(self, *, partition_key: str | None = None) -> EventDataBatch: ...
     def send_batch(self, event_data_batch: EventDataBatch, *, timeout: float | None = None) -> None: ...
+    def get_eventhub_properties(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -65,19 +68,49 @@ def build_batches(events: Sequence[UsageEvent], new_batch: Callable[[str], Event
 
 
 class AzureUsageStream:
-    def __init__(self, connect: Callable[[], Producer], send_timeout_s: float = 10.0) -> None:
+    ping_timeout_s = PING_TIMEOUT_S
+
+    def __init__(
+        self,
+        connect: Callable[[], Producer],
+        send_timeout_s: float = 10.0,
+        ping_connect: Callable[[], Producer] | None = None,
+    ) -> None:
         self._connect = connect
         self._send_timeout_s = send_timeout_s
         self._producer: Producer | None = None
         # The sync producer is not documented as thread-safe; the worker's threads take turns (sends are short).
         self._lock = threading.Lock()
+        self._ping_connect = ping_connect or connect
+        self._ping_producer: Producer | None = None
+        self._ping_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureUsageStream | None:
         """None when no Event Hubs connection is configured."""
         if not (settings.eventhub_connection or settings.eventhub_namespace):
             return None
-        return cls(lambda: producer_from_settings(settings), settings.eventhub_send_timeout_s)
+        return cls(
+            lambda: producer_from_settings(settings),
+            settings.eventhub_send_timeout_s,
+            ping_connect=lambda: producer_from_settings(settings, retry_total=0),
+        )
+
+    def ping(self) -> None:
+        ping(
+            "usage stream (Event Hubs)", self._hub_properties, timeout_s=self.ping_timeout_s, transient=(EventHubError,)
+        )
+
+    def _hub_properties(self) -> None:
+        with self._ping_lock:  # a probe still waiting for an answer holds it: the next one times out, as it should
+            producer = self._ping_producer or self._ping_connect()
+            self._ping_producer = producer
+            try:
+                producer.get_eventhub_properties()
+            except Exception:
+                self._ping_producer = None
+                _close_quietly(producer)
+                raise
 
     def publish(self, events: Sequence[UsageEvent]) -> None:
         if not events:
@@ -99,13 +132,20 @@ class AzureUsageStream:
             if self._producer is not None:
                 _close_quietly(self._producer)
                 self._producer = None
+        if self._ping_lock.acquire(timeout=self.ping_timeout_s):  # a probe stuck in the SDK can keep its producer
+            try:
+                if self._ping_producer is not None:
+                    _close_quietly(self._ping_producer)
+                    self._ping_producer = None
+            finally:
+                self._ping_lock.release()
 
 
-def producer_from_settings(settings: Settings) -> Producer:
+def producer_from_settings(settings: Settings, *, retry_total: int | None = None) -> Producer:
     from azure.eventhub import EventHubProducerClient
 
     retry: dict[str, Any] = {
-        "retry_total": settings.eventhub_retry_total,
+        "retry_total": settings.eventhub_retry_total if retry_total is None else retry_total,
         "retry_backoff_factor": 0.5,
         "retry_backoff_max": 5,
     }

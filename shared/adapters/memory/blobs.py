@@ -16,6 +16,9 @@ class MemoryBlobStore:
         self._lock = threading.Lock()
         self._blobs: dict[str, bytes] = {}
 
+    def ping(self) -> None:
+        """Memory always answers."""
+
     def put(self, key: str, data: bytes) -> None:
         _check(key)
         with self._lock:

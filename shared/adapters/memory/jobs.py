@@ -18,6 +18,9 @@ class MemoryJobStore:
         self._lock = threading.Lock()
         self._docs: dict[str, tuple[str, bool, str]] = {}  # id → (etag, usage_published, doc)
 
+    def ping(self) -> None:
+        """Memory always answers."""
+
     def create(self, job: Job) -> Job:
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})
         with self._lock:

@@ -21,6 +21,9 @@ class MemoryUsageLedger:
         self._events: dict[str, UsageEvent] = {}  # every event id ever ingested, mirrored ones too
         self._hourly: Counter[_Key] = Counter()
 
+    def ping(self) -> None:
+        """Memory always answers."""
+
     def ingest(self, events: Sequence[UsageEvent]) -> IngestResult:
         return self.ingest_with(events, before_commit=None)
 

@@ -16,6 +16,9 @@ class MemoryDeploymentStats:
         self._lock = threading.Lock()
         self._records: dict[str, tuple[datetime, dict[str, Any]]] = {}  # job id → (finished_at, record)
 
+    def ping(self) -> None:
+        """Memory always answers."""
+
     def record(self, outcome: JobOutcome) -> None:
         record = to_record(outcome)
         with self._lock:

@@ -18,6 +18,9 @@ class MemoryUsageLog:
         self._log: list[list[str]] = [[] for _ in range(partitions)]  # per partition, the body at each offset
         self._checkpoints: dict[tuple[str, int], int] = {}  # (consumer group, partition) → last offset done
 
+    def ping(self) -> None:
+        """Memory always answers."""
+
     def publish(self, events: Sequence[UsageEvent]) -> None:
         self.append([(e.tenant, e.model_dump_json()) for e in events])
 

@@ -54,6 +54,13 @@ class SqliteDatabase:
                     conn.execute("ROLLBACK")
                 raise StorageUnavailable(f"database {self.path}: {exc}") from exc
 
+    def ping(self, table: str) -> None:
+        """Readiness: read one row of `table`; any sqlite error (a damaged file, a missing table) is an outage."""
+        try:
+            self.connection().execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"database {self.path}: {exc}") from exc
+
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
         """A connection for reads: WAL readers see the last commit and never wait for the writer."""

@@ -20,6 +20,9 @@ class SqliteJobStore:
             )
             conn.execute("CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (usage_published)")
 
+    def ping(self) -> None:
+        self.db.ping("jobs")
+
     def create(self, job: Job) -> Job:
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})
         try:

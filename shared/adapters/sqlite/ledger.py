@@ -47,6 +47,9 @@ class SqliteUsageLedger:
             for statement in _SCHEMA:
                 conn.execute(statement)
 
+    def ping(self) -> None:
+        self.db.ping("ledger_hourly")
+
     def ingest(self, events: Sequence[UsageEvent]) -> IngestResult:
         return self.ingest_with(events, before_commit=None)
 

@@ -29,6 +29,9 @@ class SqliteJobQueue:
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                 conn.execute(statement)
 
+    def ping(self) -> None:
+        self.db.ping("queue_messages")
+
     def send(self, body: str) -> None:
         now = time.time()
         with self.db.transaction() as conn:

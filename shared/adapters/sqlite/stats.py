@@ -21,6 +21,9 @@ class SqliteDeploymentStats:
             )
             conn.execute("CREATE INDEX IF NOT EXISTS deployment_outcomes_finished ON deployment_outcomes (finished)")
 
+    def ping(self) -> None:
+        self.db.ping("deployment_outcomes")
+
     def record(self, outcome: JobOutcome) -> None:
         with self.db.transaction() as conn:
             conn.execute(

@@ -26,6 +26,9 @@ class SqliteUsageLog:
                 " partition INTEGER NOT NULL, offset INTEGER NOT NULL, PRIMARY KEY (consumer_group, partition))"
             )
 
+    def ping(self) -> None:
+        self.db.ping("usage_log")
+
     def publish(self, events: Sequence[UsageEvent]) -> None:
         self.append([(e.tenant, e.model_dump_json()) for e in events])
 
