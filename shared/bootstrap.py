@@ -23,6 +23,7 @@ from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.application.billing import Billing
 from shared.application.budgets import BudgetGuard
 from shared.application.gateway import Gateway
+from shared.application.readiness import ReadinessProbe
 from shared.application.worker import Worker
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
 from shared.domain.config import AppConfig, load_config
@@ -34,6 +35,7 @@ from shared.domain.ports import (
     JobSignals,
     JobStore,
     ModelSource,
+    Pingable,
     UsageLedger,
     UsageLog,
     UsageStream,
@@ -54,6 +56,7 @@ class Inferq:
     gateway: Gateway
     worker: Worker
     billing: Billing
+    readiness: ReadinessProbe
     registry: RuntimeRegistry
     queue: JobQueue
     poison: JobQueue  # where the Functions host moves a message after maxDequeueCount failed deliveries
@@ -148,12 +151,21 @@ def bootstrap(
         registry=registry,
     )
     billing = Billing(settings=settings, config=config, router=router, ledger=ledger, blobs=blobs, stats=stats)
+    probes: dict[str, Pingable] = {
+        "job queue": queue,
+        "job store": store,
+        "blob store": blobs,
+        "usage stream": stream,
+        "usage ledger": ledger,
+        "deployment stats": stats,
+    }
     return Inferq(
         settings=settings,
         config=config,
         gateway=gateway,
         worker=worker,
         billing=billing,
+        readiness=ReadinessProbe(probes),
         registry=registry,
         queue=queue,
         poison=poison,

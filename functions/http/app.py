@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from functions.http import errors, routes_chat, routes_score, routes_usage
@@ -24,7 +24,19 @@ router = APIRouter()
 
 @router.get("/health")
 def health() -> dict[str, str]:
+    """Liveness: the process answers (no key needed)."""
     return {"status": "ok"}
+
+
+@router.get("/health/ready")
+async def ready() -> Response:
+    """Readiness: every backend this instance uses answers; 503 naming the ones that don't (no key needed)."""
+    state = await run_in_threadpool(get_app().readiness.check)
+    if state.ready:
+        return JSONResponse({"status": "ready", "components": state.components})
+    failing = ", ".join(f"{name} ({state.components[name]})" for name in state.failing)
+    body = errors.error_body("NotReady", f"Not ready: {failing}.")
+    return JSONResponse({**body, "components": state.components}, 503, headers={"Retry-After": "5"})
 
 
 @router.get("/info")

@@ -4,6 +4,7 @@ serves /embeddings sync and async, with jobs on the Azure queue and in the Azure
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,6 +17,7 @@ from tests.azurite import Azurite
 from tests.conftest import RunningHost, start_host, stop_host, wait_for
 
 pytestmark = pytest.mark.e2e
+IDLE_S = 15
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +67,28 @@ def test_a_large_request_goes_through_the_azure_queue_by_claim_check(azure_host:
         r = c.post("/embeddings", json={"input": inputs})
     assert r.status_code == 200, r.text
     assert len(unit_vectors(r.json())) == 40
+
+
+def test_each_job_transition_logs_one_line_with_its_id(azure_host: tuple[RunningHost, str]) -> None:
+    host, _ = azure_host
+    with host.client() as c:
+        r = c.post("/embeddings", json={"input": "log my transitions"})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["id"]
+    wait_for(lambda: f"job.succeeded job={job_id}" in host.log())
+    lines = [line for line in host.log().splitlines() if f"job={job_id} " in line]
+    events = [line.split("job.", 1)[1].split(" ", 1)[0] for line in lines]
+    assert events == ["accepted", "started", "succeeded"], lines
+    assert all("tenant=acme deployment=all-MiniLM-L6-v2" in line for line in lines)
+    assert "duration_ms=" in lines[-1]
+
+
+def test_an_idle_host_logs_less_than_a_kilobyte_a_minute(azure_host: tuple[RunningHost, str]) -> None:
+    host, _ = azure_host
+    with host.client() as c:  # a job of its own, then settle: it (and the earlier tests' jobs) finished and billed
+        job_id = c.post("/embeddings", json={"input": "then idle"}).json()["id"]
+    wait_for(lambda: f"job.billed job={job_id}" in host.log(), timeout=60)
+    before = len(host.log().encode())
+    time.sleep(IDLE_S)  # the thing measured is an idle stretch: nothing to wait for but time
+    grown = len(host.log().encode()) - before
+    assert grown * 60 / IDLE_S < 1024, host.log()[before:]

@@ -96,7 +96,12 @@ class OwnAzurite:
     def __init__(self, log: Path) -> None:
         self.ports = [free_port() for _ in range(3)]
         self.log = log
-        with log.open("wb") as out:
+        self.start()
+
+    def start(self) -> None:
+        """Start (again, on the same ports: a restarted Azurite, empty as in-memory ones are)."""
+        log = self.log
+        with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [str(AZURITE_BIN), "--silent", "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck",
                  "--loose", "--blobHost", "127.0.0.1", "--blobPort", str(self.ports[0]), "--queueHost", "127.0.0.1",
