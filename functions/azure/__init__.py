@@ -1,1 +1,1 @@
-"""The Azure Functions host: the queue, timer and Event Hub triggers `function_app.py` registers."""
+"""The Azure Functions host: the HTTP, queue, timer and Event Hub triggers `function_app.py` registers."""

@@ -1,1 +1,1 @@
-"""The HTTP API both hosts serve: a FastAPI app (AsgiFunctionApp on Azure, uvicorn locally)."""
+"""The HTTP API both hosts serve: a FastAPI app (an HTTP streams function on Azure, uvicorn locally)."""

@@ -1,5 +1,5 @@
-"""The HTTP API (Azure AI Model Inference shapes): a FastAPI app, served by `func.AsgiFunctionApp` on Azure and
-by uvicorn on the local host. Routes translate: parse, call a handler, render."""
+"""The HTTP API (Azure AI Model Inference shapes): a FastAPI app, served by `functions/azure/http.py` on Azure
+and by uvicorn on the local host. Routes translate: parse, call a handler, render."""
 
 from typing import Any
 

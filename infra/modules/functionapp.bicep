@@ -160,6 +160,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identityClientId};Authorization=AAD'
         }
+        // HTTP streams (azurefunctions-extensions-http-fastapi): the worker starts the web server the host
+        // forwards HTTP requests to only when it indexes the functions at start-up, so responses stream.
+        {
+          name: 'PYTHON_ENABLE_INIT_INDEXING'
+          value: '1'
+        }
         // The application: DefaultAzureCredential picks the user-assigned identity from AZURE_CLIENT_ID.
         {
           name: 'AZURE_CLIENT_ID'

@@ -214,6 +214,15 @@ def test_app_settings_are_identity_based(infra: InfraNames) -> None:
     assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"} & set(settings)
 
 
+def test_http_streams_are_switched_on(infra: InfraNames) -> None:
+    # The HTTP function hands out the HTTP streams extension's FastAPI responses (functions/azure/http.py); the
+    # Python worker (3.12 and older) starts the web server the host forwards requests to only when it indexes the
+    # functions at start-up. Without the setting, HTTP invocations wait for a request that never comes.
+    assert infra.app_settings["PYTHON_ENABLE_INIT_INDEXING"] == "1"
+    requirements = (REPO_ROOT / "requirements.txt").read_text()
+    assert re.search(r"^azurefunctions-extensions-http-fastapi==", requirements, re.MULTILINE)
+
+
 def test_config_path_setting_points_at_the_packaged_config(templates: Templates, infra: InfraNames) -> None:
     assert infra.app_settings["INFERQ_CONFIG"] == "configPath"
     config_path = _param_default(templates, "modules/functionapp.bicep", "configPath")
