@@ -62,10 +62,9 @@ unit: install
 test: install model node lint typecheck
 	$(BIN)/pytest -q
 
-bench: install model
-	$(BIN)/python scripts/bench_embeddings.py
-	$(BIN)/python scripts/bench_ledger.py
-	$(BIN)/python scripts/bench_generation.py
+# One run, one table per workload (engine, peer server, host, Azure storage, cost); `--quick` for a smoke run.
+bench: install model node
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""`scripts/bench.py` runs and prints its embeddings table: the raw ORT rows and the product's runner (which the
+bench imports by the module paths it knows, so a move in `shared/` shows here). No timing is asserted."""
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def table_rows(out: str, title: str) -> list[dict[str, str]]:
+    """The rows of the printed table `title`, by column name (columns are cut where the dashes under them are)."""
+    lines = out[out.index(f"## {title}") :].splitlines()
+    header, dashes = lines[2], lines[3]
+    spans = [m.span() for m in re.finditer(r"-+", dashes)]
+    names = [header[a:b].strip() for a, b in spans]
+    rows = []
+    for line in lines[4:]:
+        if not line.strip() or line.startswith("  "):
+            break
+        rows.append({n: line[a:b].strip() for n, (a, b) in zip(names, spans, strict=True)})
+    return rows
+
+
+def test_bench_prints_the_raw_and_runner_rows() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--only", "raw,runner", "--texts", "40"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "FAILED" not in result.stdout, result.stdout
+    rows = table_rows(result.stdout, "Embeddings")
+    paths = [r["path"] for r in rows]
+    assert sum(p.startswith("raw ORT") for p in paths) >= 2 and paths[-1].startswith("product runner"), paths
+    assert all(float(r["texts/s"].replace(",", "")) > 0 and r["errors"] == "0" for r in rows), rows
+    assert [r["vs best raw"] for r in rows if r["path"].startswith("raw ORT")].count("1.00") >= 1, rows
