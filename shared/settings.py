@@ -5,6 +5,7 @@ Only this module reads the environment; everything else receives a `Settings` in
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -39,11 +40,13 @@ class Settings(BaseSettings):
     # Routing: traffic splits and mirroring draw from a random generator; a seed makes them reproducible
     routing_seed: int | None = None
 
-    # Runners
-    intra_op_threads: int = 1
+    # Runtimes. ONNX Runtime's intra-op threads default to the machine's cores (its best configuration); a batch
+    # is what waits while the engine is busy (plus `max_batch_wait_ms`, 0: none); a worker runs up to
+    # `worker_concurrency` jobs at once, enough to fill a batch from concurrent requests.
+    intra_op_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_batch_size: int = 32
-    max_batch_wait_ms: float = 5.0
-    worker_concurrency: int = 8
+    max_batch_wait_ms: float = Field(default=0.0, ge=0)
+    worker_concurrency: int = Field(default=32, ge=1)
 
     # Billing. A tenant's month-to-date cost is re-read from the ledger at most every `budget_cache_s` when
     # checking its monthly budget (so it may overshoot by what it spends in that window).

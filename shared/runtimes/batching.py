@@ -1,6 +1,9 @@
 """Micro-batching as a wrapper: concurrent `predict` calls for one deployment are merged into one run.
 
-Runners never see it (MLServer's adaptive batching, in threads): callers block, one thread runs the batch.
+Runners never see it (MLServer's adaptive batching, in threads): callers block, one thread runs the batch. A
+batch is whatever is waiting when the engine is free (continuous batching): a lone request runs at once, and
+requests that arrive while a batch runs form the next one. `max_wait_s` > 0 also holds a batch open that long
+for more (fuller batches for a lighter load, at that much latency).
 """
 
 from __future__ import annotations
@@ -55,10 +58,8 @@ class MicroBatcher(Generic[T, R]):
             deadline = time.monotonic() + self._max_wait_s
             while size < self._max_batch_size:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
                 try:
-                    item = self._pending.get(timeout=remaining)
+                    item = self._pending.get(timeout=remaining) if remaining > 0 else self._pending.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:

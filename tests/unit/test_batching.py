@@ -1,4 +1,5 @@
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -43,3 +44,29 @@ def test_a_failing_request_does_not_fail_its_neighbours() -> None:
     with pytest.raises(ValueError, match="bad input"):
         batcher(["bad"])
     assert batcher(["c"]) == ["C"]
+
+
+def test_what_waits_while_the_engine_is_busy_is_the_next_batch_with_no_wait_for_more() -> None:
+    calls: list[list[int]] = []
+    busy, gate = threading.Event(), threading.Event()
+
+    def predict(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        busy.set()
+        gate.wait(5)
+        return list(items)
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(predict, max_batch_size=32, max_wait_s=0)
+    first = threading.Thread(target=batcher, args=([0],))
+    first.start()
+    assert busy.wait(5)  # a lone request ran at once, in a batch of its own
+    others = [threading.Thread(target=batcher, args=([i],)) for i in range(1, 8)]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 5
+    while batcher._pending.qsize() < 7 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    gate.set()
+    for t in [first, *others]:
+        t.join(5)
+    assert calls[0] == [0] and sorted(calls[1]) == list(range(1, 8)) and len(calls) == 2
