@@ -41,13 +41,6 @@ def verify(folder: Path, files: dict[str, str]) -> Path:
     return folder
 
 
-class LocalModelSource:
-    """A path on disk, relative to the working directory or absolute."""
-
-    def fetch(self, source: str, files: dict[str, str]) -> Path:
-        return verify(Path(source), files)
-
-
 class RemoteFiles(Protocol):
     def download(self, source: str, name: str, dest: Path) -> None:
         """Write file `name` under `source` to `dest`; ConfigError if it is not there."""

@@ -31,10 +31,6 @@ class InProcessJobSignals:
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future, Signal(job))
 
-    def ended(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._ended.get(job_id)
-
     async def wait(self, job_id: str, timeout_s: float) -> Signal | None:
         """The next signal of the job (at once when it has ended), or None after `timeout_s`."""
         loop = asyncio.get_running_loop()
