@@ -122,10 +122,12 @@ class FakeRuntime:
     """What every fake kind's runtime shares: loads counted (and held at `gate` until a test opens it), steps
     counted, `errors` raised by the next steps, `during` called at each step."""
 
-    def __init__(self, deployment: Deployment, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self, deployment: Deployment, gate: threading.Event | None = None, loading: threading.Event | None = None
+    ) -> None:
         self.deployment = deployment
         self.gate = gate
-        self.loading = threading.Event()  # set once load() has started
+        self.loading = loading or threading.Event()  # set once load() has started
         self.loads = 0
         self.steps = 0
         self.closed = False
@@ -134,7 +136,7 @@ class FakeRuntime:
 
     def load(self) -> None:
         self.loading.set()
-        if self.gate is not None and not self.gate.wait(10):
+        if self.gate is not None and not self.gate.wait(30):
             raise TimeoutError(f"the load of {self.deployment.name} was never released")
         self.loads += 1
 
@@ -159,11 +161,19 @@ class FakeKind:
         self.gates = dict(gates or {})
         self.made: Counter[str] = Counter()  # runtimes made (not loaded) per deployment
         self.runtimes: dict[str, FakeRuntime] = {}
+        self._started: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def load_started(self, deployment: str) -> threading.Event:
+        """Set once a runtime of the deployment has started loading."""
+        with self._lock:
+            return self._started.setdefault(deployment, threading.Event())
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> FakeRuntime:
         fetch(deployment.model.files)
         self.made[deployment.name] += 1
-        runtime = self.runtimes[deployment.name] = FakeRuntime(deployment, self.gates.get(deployment.name))
+        gate, started = self.gates.get(deployment.name), self.load_started(deployment.name)
+        runtime = self.runtimes[deployment.name] = FakeRuntime(deployment, gate, started)
         return runtime
 
     def edge_tool(self, deployment: Deployment, fetch: Fetch) -> None:
