@@ -13,6 +13,7 @@ import shared.bootstrap
 from shared.adapters.memory import MemoryJobQueue, MemoryJobStore
 from shared.adapters.signals import InProcessJobSignals
 from shared.application.gateway import Submitted
+from shared.bootstrap import Inferq
 from shared.domain.errors import (
     AuthError,
     Conflict,
@@ -24,6 +25,7 @@ from shared.domain.errors import (
 )
 from shared.domain.jobs import Job, JobStatus, new_job_id
 from shared.domain.ports import Signal
+from shared.runtimes.streams import StreamWriter, chunk_key
 from shared.schemas.messages import JobMessage
 from tests.conftest import ADMIN_KEY, KEYS
 from tests.unit.conftest import DiskTouched
@@ -306,6 +308,37 @@ def test_a_running_job_can_be_cancelled_only_when_its_kind_checks_for_it(
         assert seen == [JobStatus.CANCELLED] and done.status is JobStatus.CANCELLED
     else:
         assert seen == ["Conflict"] and done.status is JobStatus.SUCCEEDED
+
+
+def _stream(app: Inferq, job_id: str, *texts: str) -> None:
+    writer = StreamWriter(app.blobs, job_id)
+    for n, text in enumerate(texts, start=1):
+        writer.add(text)
+        writer.flush(1, n)
+
+
+def test_a_stream_its_client_left_is_cancelled_and_the_chunks_it_relayed_deleted() -> None:
+    app = fake_app()
+    job = submit(app, {"prompt": "hi", "stream": True}, CHAT)
+    _stream(app, job.id, "a", "b")
+    chunks, same = app.gateway.read_stream(ACME, job.id, 0)
+    assert [c.text for c in chunks] == ["a", "b"] and same == job
+    with pytest.raises(NotFound):
+        app.gateway.end_stream(GLOBEX, job.id, 1, complete=False)
+    app.gateway.end_stream(ACME, job.id, 1, complete=False)
+    assert app.gateway.get_job(ACME, job.id).status is JobStatus.CANCELLED
+    # The chunk not relayed is its worker's to discard when it notices the cancel.
+    assert app.blobs.list_keys(f"streams/{job.id}/", 10) == [chunk_key(job.id, 1)]
+
+
+def test_a_stream_that_ended_leaves_no_chunks_whoever_relayed_them() -> None:
+    app = fake_app()
+    job = submit(app, {"prompt": "hi", "stream": True}, CHAT)
+    _stream(app, job.id, "a", "b", "c")
+    run_next(app)
+    app.gateway.end_stream(ACME, job.id, 1, complete=False)  # the client left after one chunk, too late
+    assert app.gateway.get_job(ACME, job.id).status is JobStatus.SUCCEEDED
+    assert app.blobs.list_keys("streams/", 10) == []
 
 
 def test_a_succeeded_job_is_rendered_by_its_kind() -> None:
