@@ -283,8 +283,9 @@ def fake_kinds(gates: Mapping[str, threading.Event] | None = None) -> dict[Runne
 
 
 def unit_settings(**fields: Any) -> Settings:
+    """Settings naming paths that are never opened, and no backoff between ledger retries (no sleeps)."""
     paths = {"config": NO_DISK / "inferq.toml", "data_dir": NO_DISK, "models_dir": NO_DISK}
-    return Settings(**{"backend": "sqlite", **paths, **fields}, _env_file=None)
+    return Settings(**{"backend": "sqlite", "usage_ingest_backoff_s": 0, **paths, **fields}, _env_file=None)
 
 
 def fake_app(
@@ -295,7 +296,7 @@ def fake_app(
     **ports: Any,
 ) -> Inferq:
     """The app on in-memory adapters and fake kinds; `ports` replace any of the adapters."""
-    settings = settings or unit_settings(usage_ingest_backoff_s=0)
+    settings = settings or unit_settings()
     adapters: dict[str, Any] = {
         "queue": MemoryJobQueue("jobs"),
         "poison": MemoryJobQueue("jobs-poison"),
