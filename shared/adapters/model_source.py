@@ -59,13 +59,6 @@ def missing_file(folder: Path, name: str) -> ConfigError:
     )
 
 
-class LocalModelSource:
-    """A path on disk, relative to the working directory or absolute."""
-
-    def fetch(self, source: str, files: dict[str, str]) -> Path:
-        return verify(Path(source), files)
-
-
 class RemoteFiles(Protocol):
     def download(self, source: str, name: str, dest: Path) -> None:
         """Write file `name` under `source` to `dest`; ConfigError if it is not there."""

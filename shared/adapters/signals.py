@@ -35,10 +35,6 @@ class InProcessJobSignals:
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future, Signal(job))
 
-    def ended(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._ended.get(job_id)
-
     def mark(self, job_id: str) -> int:
         """How many signals the job has had: take it before reading, pass it to `wait` after."""
         with self._lock:

@@ -93,10 +93,6 @@ class Gateway:
         """Every endpoint with the deployment that describes it (what clients pass as `model`)."""
         return [(e, self.router.describe(e.name, None)) for e in self.router.endpoints]
 
-    def deployment(self, name: str | None) -> Deployment:
-        """A deployment by its own name (what the header names, and what producers put on the queue)."""
-        return self.config.deployment(name)
-
     # --- admit and submit ----------------------------------------------------------------------------------
     def check(self, route: Route, request: Any, extra: ExtraMode) -> dict[str, Any]:
         """The payload to queue, checked by the deployment's kind; InvalidInput naming the parameter."""

@@ -76,9 +76,6 @@ class Router:
         endpoint = owner or Endpoint(name=deployment.name, traffic={deployment.name: 100})
         return Route(endpoint, deployment, pinned=True)
 
-    def deployments(self, endpoint: Endpoint) -> list[Deployment]:
-        return [self._deployments[n.lower()] for n in endpoint.deployment_names]
-
     def _pick(self, endpoint: Endpoint, draw: int) -> Deployment:
         for name, weight in endpoint.traffic.items():
             if draw < weight:

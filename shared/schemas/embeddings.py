@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
@@ -40,7 +40,3 @@ class EmbeddingsResponse(BaseModel):
     data: list[EmbeddingItem]
     model: str
     usage: EmbeddingsUsage
-
-
-def pass_through(request: EmbeddingsRequest) -> dict[str, Any]:
-    return dict(request.model_extra or {})

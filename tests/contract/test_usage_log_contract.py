@@ -63,16 +63,6 @@ def test_a_checkpoint_moves_only_its_own_group_on_its_own_partition(usage_log: L
     assert late.offset == 5 and UsageEvent.model_validate_json(late.body).job_id == "job_a5"
 
 
-def test_reset_replays_a_group_from_the_first_offset(usage_log: Log) -> None:
-    usage_log.publish([event("job_1"), event("job_2")])
-    acme = partition_for("acme", usage_log.partitions)
-    usage_log.checkpoint("billing", acme, 1)
-    usage_log.checkpoint("audit", acme, 0)
-    usage_log.reset("billing")
-    assert [e.offset for e in usage_log.read("billing", acme, 10)] == [0, 1]
-    assert [e.offset for e in usage_log.read("audit", acme, 10)] == [1]  # other groups keep their place
-
-
 def test_raw_bodies_are_kept_as_written(usage_log: Log) -> None:
     # What any producer can write, valid or not: the billing consumer dead-letters what it can't parse.
     usage_log.append([("acme", "not json"), ("acme", '{"v": 99}')])

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("installed")  # the function objects call t
 
 
 def chat_deployment(service: Inferq) -> Deployment:
-    return service.gateway.deployment("tiny-random-chat")
+    return service.config.deployment("tiny-random-chat")
 
 
 def submit(service: Inferq, payload: dict[str, Any]) -> str:

@@ -52,5 +52,7 @@ def test_token_counts_come_from_the_real_tokenizer_and_truncate_at_256(runner: E
 
 
 def test_the_shipped_fixed_128_padding_is_overridden(runner: EmbeddingRunner) -> None:
-    # With the file's own settings every input would be 128 tokens; a 3-word input must count 5.
-    assert runner.count_tokens(["three words here"]) == [5]
+    # With the file's own settings every input would be 128 tokens wide; a batch pads to its longest input, so
+    # a 3-word input (5 tokens with [CLS] and [SEP]) beside a 1-word one makes a batch 5 tokens wide.
+    feeds, mask = runner._preprocess(["three words here", "x"])
+    assert feeds["input_ids"].shape == (2, 5) and mask.sum(axis=1).tolist() == [5, 3]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.model_source import LocalModelSource, ModelSources
+from shared.adapters.model_source import ModelSources, verify
 from shared.domain.errors import ConfigError
 
 FILES = {"genai_config.json": "0" * 64}
@@ -14,7 +14,7 @@ FILES = {"genai_config.json": "0" * 64}
 
 def missing_message(folder: Path) -> str:
     with pytest.raises(ConfigError) as caught:
-        LocalModelSource().fetch(str(folder), FILES)
+        verify(folder, FILES)
     return caught.value.message
 
 

@@ -110,7 +110,7 @@ def test_a_job_for_a_deployment_whose_script_does_not_import_fails_at_once_with_
     service = bootstrap(Settings(_env_file=None, data_dir=tmp_path / "data", config=tmp_path / "x"), config=config)
     set_app(service)
     with pytest.raises(ConfigError, match="No module named 'nonexistent_package_xyz'"):
-        service.registry.preload(service.gateway.deployment("broken"))  # the local host loads every deployment at start
+        service.registry.preload(service.config.deployment("broken"))  # the local host loads every deployment at start
     job_id = service.gateway.submit(ACME, service.gateway.route("broken", None, SCORE), {"data": {}}).job.id
     drain(pump(service))
     job = service.gateway.get_job(ACME, job_id)

@@ -1,14 +1,13 @@
-"""Fakes and a config for the billing unit tests (no I/O)."""
+"""A config and failure-injecting wrappers around the in-memory ledger and blob store, for the billing unit
+tests (no I/O)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
-from shared.domain.billing import hour_of
+from shared.adapters.memory import MemoryBlobStore, MemoryUsageLedger
 from shared.domain.config import AppConfig
-from shared.domain.errors import NotFound
 from shared.domain.ports import IngestResult, UsageTotal
 from shared.schemas.usage import UsageEvent
 
@@ -44,63 +43,46 @@ CONFIG = AppConfig.model_validate(
 )
 
 
-class FakeUsageLedger:
-    """Dedupe + hourly totals in memory; `failures` is a list of exceptions raised by the next ingests."""
+class FlakyUsageLedger(MemoryUsageLedger):
+    """The in-memory ledger, counting calls; `failures` are raised, in order, by the next calls."""
 
     def __init__(self) -> None:
-        self.ids: set[str] = set()
-        self.hourly: dict[tuple[str, str, str, datetime], int] = defaultdict(int)
+        super().__init__()
         self.failures: list[Exception] = []
         self.ingests = 0
         self.reads = 0
 
     def ingest(self, events: Sequence[UsageEvent]) -> IngestResult:
         self.ingests += 1
-        if self.failures:
-            raise self.failures.pop(0)
-        billed = duplicates = 0
-        for e in events:
-            if e.id in self.ids:
-                duplicates += 1
-                continue
-            self.ids.add(e.id)
-            if not e.mirrored:
-                billed += 1
-                self.hourly[(e.tenant, e.deployment, e.meter.value, hour_of(e.time))] += e.tokens
-        return IngestResult(billed, duplicates)
+        self._fail()
+        return super().ingest(events)
 
     def hourly_totals(self, tenant: str | None, start: datetime, end: datetime) -> list[UsageTotal]:
         self.reads += 1
+        self._fail()
+        return super().hourly_totals(tenant, start, end)
+
+    def billed_tokens(self) -> int:
+        """Every tenant's billed total, of all time (not a read the tests count)."""
+        everything = super().hourly_totals(None, datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
+        return sum(t.tokens for t in everything)
+
+    def _fail(self) -> None:
         if self.failures:
             raise self.failures.pop(0)
-        return sorted(
-            (
-                UsageTotal(hour, t, d, m, n)
-                for (t, d, m, hour), n in self.hourly.items()
-                if (tenant is None or t == tenant) and hour_of(start) <= hour < end
-            ),
-            key=lambda u: (u.period_start, u.tenant, u.deployment, u.meter),
-        )
 
 
-class MemoryBlobStore:
+class FlakyBlobStore(MemoryBlobStore):
+    """The in-memory blob store, whose writes fail while `fail_puts` is set."""
+
     def __init__(self) -> None:
-        self.blobs: dict[str, bytes] = {}
+        super().__init__()
         self.fail_puts = False
 
     def put(self, key: str, data: bytes) -> None:
         if self.fail_puts:
             raise OSError("disk full")
-        self.blobs[key] = data
+        super().put(key, data)
 
-    def get(self, key: str) -> bytes:
-        try:
-            return self.blobs[key]
-        except KeyError:
-            raise NotFound(key) from None
-
-    def delete(self, key: str) -> None:
-        self.blobs.pop(key, None)
-
-    def list_keys(self, prefix: str, limit: int) -> list[str]:
-        return sorted(k for k in self.blobs if k.startswith(prefix))[:limit]
+    def keys(self) -> list[str]:
+        return self.list_keys("", 1_000_000)

@@ -8,7 +8,7 @@ import pytest
 from shared.application.budgets import BudgetGuard
 from shared.domain.errors import QuotaExceeded, StorageUnavailable
 from tests.conftest import ledger_event
-from tests.unit.billing_fakes import CONFIG, FakeUsageLedger
+from tests.unit.billing_fakes import CONFIG, FlakyUsageLedger
 
 NOW = datetime(2024, 2, 29, 23, 59, 30, tzinfo=UTC)  # 30 s before March
 
@@ -18,9 +18,9 @@ class Clocks:
         self.now, self.mono = NOW, 1000.0
 
 
-def spend(ledger: FakeUsageLedger, tenant: str, tokens: int, when: datetime = NOW) -> None:
+def spend(ledger: FlakyUsageLedger, tenant: str, tokens: int, when: datetime = NOW) -> None:
     """At 0.0005 per 1K input tokens on "chat": 2,000,000 tokens cost 1.00."""
-    ledger.ingest([ledger_event(f"job-{len(ledger.ids)}", tenant, tokens, when, deployment="chat", model="c")])
+    ledger.ingest([ledger_event(f"job-{ledger.ingests}", tenant, tokens, when, deployment="chat", model="c")])
 
 
 @pytest.fixture
@@ -29,16 +29,16 @@ def clocks() -> Clocks:
 
 
 @pytest.fixture
-def ledger() -> FakeUsageLedger:
-    return FakeUsageLedger()
+def ledger() -> FlakyUsageLedger:
+    return FlakyUsageLedger()
 
 
 @pytest.fixture
-def guard(ledger: FakeUsageLedger, clocks: Clocks) -> BudgetGuard:
+def guard(ledger: FlakyUsageLedger, clocks: Clocks) -> BudgetGuard:
     return BudgetGuard(ledger, CONFIG, 10, clock=lambda: clocks.now, monotonic=lambda: clocks.mono)
 
 
-def test_a_tenant_at_its_budget_is_refused_until_next_month(guard: BudgetGuard, ledger: FakeUsageLedger) -> None:
+def test_a_tenant_at_its_budget_is_refused_until_next_month(guard: BudgetGuard, ledger: FlakyUsageLedger) -> None:
     spend(ledger, "acme", 1_999_999)
     guard.check("acme")  # 0.9999995 < 1.00
     spend(ledger, "acme", 1)
@@ -48,7 +48,7 @@ def test_a_tenant_at_its_budget_is_refused_until_next_month(guard: BudgetGuard, 
 
 
 def test_reaching_the_budget_refuses_with_seconds_to_next_month(
-    guard: BudgetGuard, ledger: FakeUsageLedger, clocks: Clocks
+    guard: BudgetGuard, ledger: FlakyUsageLedger, clocks: Clocks
 ) -> None:
     spend(ledger, "acme", 2_000_000)  # exactly 1.00: reached
     spend(ledger, "globex", 10**9)
@@ -60,7 +60,7 @@ def test_reaching_the_budget_refuses_with_seconds_to_next_month(
 
 
 def test_the_cache_is_re_read_after_its_staleness_bound(
-    guard: BudgetGuard, ledger: FakeUsageLedger, clocks: Clocks
+    guard: BudgetGuard, ledger: FlakyUsageLedger, clocks: Clocks
 ) -> None:
     guard.check("acme")
     spend(ledger, "acme", 2_000_000)
@@ -72,7 +72,7 @@ def test_the_cache_is_re_read_after_its_staleness_bound(
     assert ledger.reads == 2
 
 
-def test_a_new_month_starts_from_zero(guard: BudgetGuard, ledger: FakeUsageLedger, clocks: Clocks) -> None:
+def test_a_new_month_starts_from_zero(guard: BudgetGuard, ledger: FlakyUsageLedger, clocks: Clocks) -> None:
     spend(ledger, "acme", 2_000_000)
     with pytest.raises(QuotaExceeded):
         guard.check("acme")
@@ -86,7 +86,7 @@ def test_a_new_month_starts_from_zero(guard: BudgetGuard, ledger: FakeUsageLedge
 
 
 def test_an_unreadable_ledger_fails_open_with_the_last_figure(
-    guard: BudgetGuard, ledger: FakeUsageLedger, clocks: Clocks
+    guard: BudgetGuard, ledger: FlakyUsageLedger, clocks: Clocks
 ) -> None:
     guard.check("acme")
     clocks.mono += 60

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from shared.adapters.memory import MemoryBlobStore
 from shared.domain.config import Deployment, ModelSpec, RunnerKind
-from shared.domain.errors import InvalidInput, NotFound
+from shared.domain.errors import InvalidInput
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.runtimes import chat
 from shared.runtimes.engines.genai import Generation, GenerationOptions
@@ -24,25 +25,6 @@ DEPLOYMENT = Deployment(
     name="tiny", kind=RunnerKind.CHAT, model_name="tiny-model", model=ModelSpec(source="x", files={}), max_tokens=40
 )
 WORDS = {t: f"w{t} " for t in range(5, 16)}
-
-
-class MemoryBlobs:
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def put(self, key: str, data: bytes) -> None:
-        self.data[key] = data
-
-    def get(self, key: str) -> bytes:
-        if key not in self.data:
-            raise NotFound(key)
-        return self.data[key]
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
-    def list_keys(self, prefix: str, limit: int) -> list[str]:
-        return sorted(k for k in self.data if k.startswith(prefix))[:limit]
 
 
 class Counter:
@@ -167,9 +149,9 @@ class Output:
     error: JobError | None
 
 
-def execute(payload: dict[str, Any], runner: ScriptedRunner, blobs: MemoryBlobs | None = None, **kw: Any) -> Output:
+def execute(payload: dict[str, Any], runner: ScriptedRunner, blobs: MemoryBlobStore | None = None, **kw: Any) -> Output:
     stopped = kw.pop("stopped", lambda: False)
-    out = chat.execute(kw.pop("job", job()), payload, DEPLOYMENT, runner, blobs or MemoryBlobs(), stopped)
+    out = chat.execute(kw.pop("job", job()), payload, DEPLOYMENT, runner, blobs or MemoryBlobStore(), stopped)
     result = out.result.model_dump() if out.result is not None else None
     return Output(out.status, result, out.usage, out.error)
 
@@ -218,7 +200,7 @@ def test_sampling_parameters_reach_the_runner() -> None:
 
 
 def test_a_stream_writes_chunks_that_add_up_to_the_result() -> None:
-    blobs = MemoryBlobs()
+    blobs = MemoryBlobStore()
     out = execute({"prompt": "go", "stream": True, "max_tokens": 35}, ScriptedRunner([5, 6, 7] * 20), blobs)
     chunks = read_chunks(blobs, "job_1", 0)
     assert len(chunks) >= 2  # coalesced: at most 16 tokens a chunk
@@ -227,7 +209,7 @@ def test_a_stream_writes_chunks_that_add_up_to_the_result() -> None:
 
 
 def test_a_cancelled_stream_stops_bills_what_was_generated_and_drops_its_chunks() -> None:
-    blobs = MemoryBlobs()
+    blobs = MemoryBlobStore()
     checks: list[int] = []
 
     def stopped() -> bool:
@@ -237,7 +219,7 @@ def test_a_cancelled_stream_stops_bills_what_was_generated_and_drops_its_chunks(
     out = execute({"prompt": "go", "stream": True}, ScriptedRunner([5] * 40), blobs, stopped=stopped)
     assert out.status is JobStatus.CANCELLED and out.result is None
     assert out.usage == {Meter.INPUT_TOKENS: 7, Meter.OUTPUT_TOKENS: 32}  # two flushes of 16 tokens
-    assert blobs.data == {}
+    assert blobs.list_keys("", 100) == []
 
 
 def test_a_generation_failing_mid_way_fails_the_job_billing_the_tokens_generated() -> None:
@@ -247,13 +229,13 @@ def test_a_generation_failing_mid_way_fails_the_job_billing_the_tokens_generated
 
 
 def test_a_redelivered_stream_that_reached_its_client_fails_billing_what_the_client_got() -> None:
-    blobs = MemoryBlobs()
+    blobs = MemoryBlobStore()
     blobs.put(chunk_key("job_1", 0), StreamChunk("w5 ", 7, 16).dumps())
     runner = ScriptedRunner([5] * 10)
     out = execute({"prompt": "go", "stream": True}, runner, blobs, job=job(attempts=2))
     assert out.status is JobStatus.FAILED and out.error is not None and out.error.code == "StreamInterrupted"
     assert out.usage == {Meter.INPUT_TOKENS: 7, Meter.OUTPUT_TOKENS: 16} and runner.options is None
-    fresh = execute({"prompt": "go", "stream": True}, ScriptedRunner([5, EOS]), MemoryBlobs(), job=job(attempts=2))
+    fresh = execute({"prompt": "go", "stream": True}, ScriptedRunner([5, EOS]), MemoryBlobStore(), job=job(attempts=2))
     assert fresh.status is JobStatus.SUCCEEDED  # nothing reached a client: it simply runs
 
 
@@ -286,7 +268,7 @@ def test_the_cadence_fires_every_16_tokens_or_50_ms() -> None:
 
 
 def test_a_stream_writer_numbers_chunks_and_skips_empty_flushes() -> None:
-    blobs = MemoryBlobs()
+    blobs = MemoryBlobStore()
     writer = StreamWriter(blobs, "j")
     writer.flush(1, 0)
     writer.add("a")
@@ -294,7 +276,7 @@ def test_a_stream_writer_numbers_chunks_and_skips_empty_flushes() -> None:
     writer.flush(1, 2)
     writer.add("b")
     writer.flush(1, 3)
-    assert sorted(blobs.data) == ["streams/j/000000", "streams/j/000001"]
+    assert blobs.list_keys("", 100) == ["streams/j/000000", "streams/j/000001"]
     assert read_chunks(blobs, "j", 1) == [StreamChunk("b", 1, 3)]
     writer.discard()
-    assert blobs.data == {}
+    assert blobs.list_keys("", 100) == []

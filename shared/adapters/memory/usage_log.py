@@ -42,9 +42,3 @@ class MemoryUsageLog:
     def checkpoint(self, consumer_group: str, partition: int, offset: int) -> None:
         with self._lock:
             self._checkpoints[(consumer_group, partition)] = offset
-
-    def reset(self, consumer_group: str) -> None:
-        """Replay from the first offset (what a new consumer group, or an operator's rewind, does)."""
-        with self._lock:
-            for key in [k for k in self._checkpoints if k[0] == consumer_group]:
-                del self._checkpoints[key]

@@ -63,8 +63,3 @@ class SqliteUsageLog:
                 " DO UPDATE SET offset = excluded.offset",
                 (consumer_group, partition, offset),
             )
-
-    def reset(self, consumer_group: str) -> None:
-        """Replay from the first offset (what a new consumer group, or an operator's rewind, does)."""
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM usage_checkpoints WHERE consumer_group = ?", (consumer_group,))

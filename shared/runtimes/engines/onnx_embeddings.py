@@ -54,11 +54,6 @@ class EmbeddingRunner:
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer, self._session = tokenizer, session
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        self.load()
-        assert self._tokenizer is not None
-        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=True)]
-
     def predict(self, texts: Sequence[str]) -> list[Embedding]:
         self.load()
         # Similar lengths together waste less padding; results go back in the caller's order.
