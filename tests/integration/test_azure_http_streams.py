@@ -71,7 +71,7 @@ def url(service: Inferq, installed: None) -> Iterator[str]:
 
 @pytest.fixture
 def gated(service: Inferq, monkeypatch: pytest.MonkeyPatch) -> Gated:
-    gate = Gated(service.registry.runtime(service.gateway.deployment("tiny-random-chat")), pause_after=20)
+    gate = Gated(service.registry.runtime(service.config.deployment("tiny-random-chat")), pause_after=20)
     monkeypatch.setattr(service.registry, "runtime", lambda deployment: gate)
     return gate
 

@@ -140,6 +140,13 @@ class AzureStorage:
         assert c.table_uri is not None
         return TableServiceClient(c.table_uri, credential=self._credential(), **CLIENT_OPTIONS)
 
+    def close(self) -> None:
+        """Close the service clients opened so far (their connection pools with them)."""
+        for name in ("queues", "blobs", "tables"):
+            client = self.__dict__.pop(name, None)
+            if client is not None:
+                client.close()
+
     def queue(self, name: str) -> QueueClient:
         """A queue client that base64-encodes, like the Functions host (host.json `messageEncoding: base64`)."""
         from shared.adapters.azure.encoding import base64_policies
