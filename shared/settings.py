@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_batch_size: int = 32
     max_batch_wait_ms: float = Field(default=0.0, ge=0)
+    batch_workers: int = Field(default=1, ge=1)  # batches of one deployment run at once
     worker_concurrency: int = Field(default=32, ge=1)
 
     # Billing. A tenant's month-to-date cost is re-read from the ledger at most every `budget_cache_s` when

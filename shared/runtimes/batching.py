@@ -21,12 +21,19 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, predict: Callable[[Sequence[T]], list[R]], max_batch_size: int, max_wait_s: float) -> None:
+    def __init__(
+        self,
+        predict: Callable[[Sequence[T]], list[R]],
+        max_batch_size: int,
+        max_wait_s: float,
+        workers: int = 1,
+    ) -> None:
         self._predict = predict
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_s
+        self._workers = workers  # batches run at once (ONNX Runtime sessions take concurrent runs)
         self._pending: queue.Queue[tuple[Sequence[T], Future[list[R]]]] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
 
     def __call__(self, items: Sequence[T]) -> list[R]:
@@ -36,17 +43,20 @@ class MicroBatcher(Generic[T, R]):
         return future.result()
 
     def close(self) -> None:
-        """Stop the batching thread once the batches in flight are done."""
+        """Stop the batching threads once the batches in flight are done."""
         with self._start_lock:
-            if self._thread is not None and self._thread.is_alive():
-                self._pending.put(_STOP)  # type: ignore[arg-type]
-                self._thread = None
+            for thread in self._threads:
+                if thread.is_alive():
+                    self._pending.put(_STOP)  # type: ignore[arg-type]
+            self._threads = []
 
     def _ensure_thread(self) -> None:
         with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="micro-batcher", daemon=True)
-                self._thread.start()
+            self._threads = [t for t in self._threads if t.is_alive()]
+            while len(self._threads) < self._workers:
+                thread = threading.Thread(target=self._loop, name="micro-batcher", daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def _loop(self) -> None:
         while True:
@@ -63,7 +73,7 @@ class MicroBatcher(Generic[T, R]):
                 except queue.Empty:
                     break
                 if item is _STOP:
-                    self._pending.put(item)  # seen again after this batch runs
+                    self._pending.put(item)  # seen again (by this thread or another) after this batch runs
                     break
                 batch.append(item)
                 size += len(item[0])

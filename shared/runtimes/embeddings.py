@@ -20,9 +20,9 @@ from shared.settings import Settings
 class EmbeddingsRuntime:
     """The deployment's ONNX model; concurrent `predict` calls are merged into micro-batches."""
 
-    def __init__(self, runner: EmbeddingRunner, max_batch_size: int, max_wait_s: float) -> None:
+    def __init__(self, runner: EmbeddingRunner, max_batch_size: int, max_wait_s: float, workers: int = 1) -> None:
         self.runner = runner
-        self.predict = MicroBatcher(runner.predict, max_batch_size, max_wait_s)
+        self.predict = MicroBatcher(runner.predict, max_batch_size, max_wait_s, workers)
 
     def load(self) -> None:
         self.runner.load()
@@ -85,7 +85,7 @@ class EmbeddingsKind:
         runner = EmbeddingRunner(
             fetch(deployment.model.files), deployment.max_tokens, s.intra_op_threads, s.max_batch_size
         )
-        return EmbeddingsRuntime(runner, s.max_batch_size, s.max_batch_wait_ms / 1000)
+        return EmbeddingsRuntime(runner, s.max_batch_size, s.max_batch_wait_ms / 1000, s.batch_workers)
 
     def edge_tool(self, deployment: Deployment, fetch: Fetch) -> None:  # noqa: ARG002 (the protocol's)
         return None

@@ -48,6 +48,9 @@ class EmbeddingRunner:
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.intra_op_threads
             options.inter_op_num_threads = 1
+            # ORT's pool threads spin between runs by default: right for a loop that only runs the model, wrong in
+            # a server, where they take the cores the HTTP side and the worker need between batches.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(
                 str(self.model_dir / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
             )
