@@ -13,7 +13,7 @@ from functools import cache, lru_cache
 
 from shared.adapters.files import FileBlobStore
 from shared.adapters.model_source import ModelSources
-from shared.adapters.signals import InProcessJobSignals
+from shared.adapters.signals import InProcessJobSignals, WatchingJobSignals
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.jobs import SqliteJobStore
 from shared.adapters.sqlite.ledger import SqliteUsageLedger
@@ -118,7 +118,8 @@ def bootstrap(
     blobs = blobs or FileBlobStore(settings.data_dir / "blobs")
     ledger = ledger or SqliteUsageLedger(db())
     stats = stats or SqliteDeploymentStats(db())
-    signals = signals or InProcessJobSignals()
+    # Jobs may end on other instances only with Azure storage: there one watcher per instance reads them.
+    signals = signals or (WatchingJobSignals(store) if cross_process else InProcessJobSignals())
     # Set whenever a job is queued here, so a pump in this process (the local host's) need not wait for a poll.
     queue_sent: threading.Event = getattr(queue, "sent", None) or threading.Event()
     router = Router(

@@ -5,11 +5,16 @@ remembered for a while, so a request that starts waiting after its job ended sti
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections import OrderedDict
 
+from shared.domain.errors import TransientError
 from shared.domain.jobs import Job
-from shared.domain.ports import Signal
+from shared.domain.ports import JobStore, Signal
+
+log = logging.getLogger(__name__)
 
 RECENT = 4096  # finished jobs remembered: far more than the requests one instance has waiting
 
@@ -67,3 +72,58 @@ class InProcessJobSignals:
 def _resolve(future: asyncio.Future[Signal], signal: Signal) -> None:
     if not future.done():
         future.set_result(signal)
+
+
+class WatchingJobSignals(InProcessJobSignals):
+    """Signals in process, plus one watcher per instance for jobs that end in another one (the worker on its own
+    instances, on Azure): while requests wait, one thread reads every waited-for job in batched queries
+    (`JobStore.get_many`) and signals those that ended. A job is read every `first_s` in its first second of
+    waiting, then every `then_s`, so storage cost follows the requests waiting, batched, never a loop each."""
+
+    def __init__(self, store: JobStore, first_s: float = 0.1, then_s: float = 1.0) -> None:
+        super().__init__()
+        self._store = store
+        self._first_s, self._then_s = first_s, then_s
+        self._since: dict[str, float] = {}  # job → when a request began waiting for it
+        self._due: dict[str, float] = {}  # job → when to read it next
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    async def wait(self, job_id: str, timeout_s: float, after: int | None = None) -> Signal | None:
+        now = time.monotonic()
+        with self._lock:
+            if job_id not in self._since:
+                self._since[job_id] = now
+                self._due[job_id] = now + self._first_s
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="job-watcher", daemon=True)
+                self._thread.start()
+        self._wake.set()
+        try:
+            return await super().wait(job_id, timeout_s, after)
+        finally:
+            with self._lock:
+                if job_id not in self._waiters:  # nobody else waits for it: stop watching
+                    self._since.pop(job_id, None)
+                    self._due.pop(job_id, None)
+
+    def _watch(self) -> None:
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                due = [job_id for job_id, at in self._due.items() if at <= now]
+                idle = not self._due
+                for job_id in due:
+                    waited = now - self._since[job_id]
+                    self._due[job_id] = now + (self._first_s if waited < 1.0 else self._then_s)
+            if due:
+                try:
+                    jobs = self._store.get_many(due)
+                except TransientError as exc:  # the next round tries again; waiting requests time out as usual
+                    log.warning("job watcher: %s", exc)
+                    jobs = []
+                for job in jobs:
+                    if job.status.terminal:
+                        self.notify(job.id, job)
+            self._wake.wait(None if idle else self._first_s)
+            self._wake.clear()

@@ -143,20 +143,17 @@ class Gateway:
             self.rate_limits.settle(caller.tenant, submitted.estimated_tokens, actual)
 
     # --- await ---------------------------------------------------------------------------------------------
-    async def wait(self, caller: Caller, job: Job, timeout_s: float) -> Job:
-        """The job once terminal, or as it stands when `timeout_s` passes."""
+    async def wait(self, caller: Caller, job: Job, timeout_s: float) -> Job:  # noqa: ARG002 (the caller's job)
+        """The job once terminal, or as it stands when `timeout_s` passes: woken by the job's signal, which
+        carries the ended job (from the worker in this process, or from the instance's job watcher)."""
         deadline = time.monotonic() + timeout_s
-        poll = POLL_FIRST_S
         while not job.status.terminal:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return job
-            signal = await self.signals.wait(job.id, min(remaining, poll) if self.cross_process else remaining)
+            signal = await self.signals.wait(job.id, remaining)
             if signal is not None and signal.job is not None:
                 job = signal.job
-            elif signal is not None or self.cross_process:
-                job = await asyncio.to_thread(self.get_job, caller, job.id)
-            poll = min(poll * 2, POLL_MAX_S)
         return job
 
     async def next_chunks(

@@ -47,6 +47,7 @@ class JobUpdates:
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
         usage: tuple[UsageEvent, ...] = (),
+        usage_published: bool = False,
         current: Job | None = None,
     ) -> Job | None:
         """Move a job to a terminal state unless it already has one; None when it had. Whoever waits for it is
@@ -55,7 +56,7 @@ class JobUpdates:
         def end(job: Job) -> Job | None:
             if job.status.terminal:
                 return None
-            return job.to(status, result=result, error=error, usage=usage)
+            return job.to(status, result=result, error=error, usage=usage, usage_published=usage_published)
 
         done = self.update(job_id, end, current)
         if done is not None:

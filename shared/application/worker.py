@@ -17,7 +17,7 @@ from shared.domain.errors import ConfigError, Conflict, InvalidInput, NotFound, 
 from shared.domain.jobs import Job, JobError, JobStatus, utcnow
 from shared.domain.ports import BlobStore, DeploymentStats, JobSignals, JobStore, UsageStream
 from shared.domain.routing import Router
-from shared.runtimes.base import TaskOutput, Work
+from shared.runtimes.base import Kind, TaskOutput, Work
 from shared.runtimes.registry import RuntimeRegistry
 from shared.schemas.messages import JobMessage
 from shared.schemas.usage import UsageEvent, usage_event
@@ -93,7 +93,7 @@ class Worker:
             self.jobs.note_error(job.id, f"{type(exc).__name__}: {exc}")
             raise
         try:
-            self._complete(job, deployment, output)
+            self._complete(job, deployment, kind, output)
         except TransientError:
             raise  # the store or stream did not answer: a redelivery finishes it (the result is recomputed)
         except Exception as exc:
@@ -124,7 +124,7 @@ class Worker:
         return published
 
     # --- internals -----------------------------------------------------------------------------------------
-    def _complete(self, job: Job, deployment: Deployment, output: TaskOutput) -> None:
+    def _complete(self, job: Job, deployment: Deployment, kind: Kind[Any], output: TaskOutput) -> None:
         """Record what the model did: the job's result and its usage, billed once whatever happened meanwhile."""
         events = tuple(  # a task that was stopped mid-way reports the work it did, billed all the same
             usage_event(
@@ -142,12 +142,27 @@ class Worker:
         )
         # A mirrored result is never shown: not kept either.
         result = None if job.mirrored or output.result is None else output.result.model_dump()
-        done = self.jobs.finish(job.id, output.status, result=result, error=output.error, usage=events, current=job)
+        # Usage that bills the same on a rerun is published first, so the job's one final write records it as
+        # published: no outbox entry to add and retire. Otherwise it is kept with the job, then published.
+        published = bool(events) and kind.deterministic_usage and self._published(job.id, events)
+        done = self.jobs.finish(
+            job.id,
+            output.status,
+            result=result,
+            error=output.error,
+            usage=events,
+            usage_published=published,
+            current=job,
+        )
         if done is None and events:  # cancelled while it ran: bill the work done, once
-            done = self.jobs.update(
-                job.id, lambda j: None if j.usage or not j.status.terminal else j.with_usage(events)
-            )
-        if done is not None and done.usage:
+
+            def bill(j: Job) -> Job | None:
+                if j.usage or not j.status.terminal:
+                    return None
+                return j.with_usage(events).published() if published else j.with_usage(events)
+
+            done = self.jobs.update(job.id, bill)
+        if done is not None and done.usage and not done.usage_published:
             self._publish(done)
         self._end(done or self.store.get(job.id))
 
@@ -209,6 +224,14 @@ class Worker:
     def _stopped(self, job_id: str) -> bool:
         job = self.store.get(job_id)
         return job is None or job.status.terminal
+
+    def _published(self, job_id: str, events: tuple[UsageEvent, ...]) -> bool:
+        try:
+            self.stream.publish(events)
+        except TransientError as exc:
+            log.warning("usage of job %s kept with it for a later publish: %s", job_id, exc)
+            return False
+        return True
 
     def _publish(self, job: Job, raise_errors: bool = False) -> None:
         try:

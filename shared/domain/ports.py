@@ -56,6 +56,10 @@ class JobStore(Pingable, Protocol):
         ...
 
     def get(self, job_id: str) -> Job | None: ...
+    def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs of those ids that exist, in any order: one round trip per few dozen ids, so one poll can
+        watch every request an instance has waiting."""
+        ...
 
     def replace(self, job: Job) -> Job:
         """Write `job` if the stored etag still equals `job.etag`; raises ConcurrencyConflict otherwise."""

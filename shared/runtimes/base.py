@@ -73,6 +73,9 @@ class TaskOutput:
 class Kind(Protocol[R]):
     kind: RunnerKind
     cancellable: bool  # a running job checks `Work.stopped` as it goes, so it may be cancelled while it runs
+    # The same payload always bills the same units: its usage may be published before the job's final write (a
+    # redelivery after a crash in between bills, and tells the client, the same numbers). Sampled generation not.
+    deterministic_usage: bool
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> R:
         """The deployment's runtime, its files fetched, not loaded yet."""

@@ -349,6 +349,7 @@ class ChatRuntime(GenerationRunner):
 class ChatKind:
     kind = RunnerKind.CHAT
     cancellable = True  # a generation checks its job's status as it goes
+    deterministic_usage = False
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ChatRuntime:
         return ChatRuntime(fetch(deployment.model.files), settings.intra_op_threads)

@@ -79,6 +79,7 @@ def parse(payload: dict[str, Any]) -> EmbeddingsRequest:
 class EmbeddingsKind:
     kind = RunnerKind.EMBEDDINGS
     cancellable = False
+    deterministic_usage = True
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> EmbeddingsRuntime:
         s = settings

@@ -74,6 +74,7 @@ class ScoreRuntime(ScoringScript):
 class ScoreKind:
     kind = RunnerKind.SCORE
     cancellable = False
+    deterministic_usage = True
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ScoreRuntime:  # noqa: ARG002
         assert deployment.script is not None  # the config requires it for this kind

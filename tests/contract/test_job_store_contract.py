@@ -150,3 +150,15 @@ def test_a_write_of_unpublished_usage_that_loses_its_race_leaves_nothing_to_publ
     assert current is not None and current.usage_published
     store.replace(billed(current))
     assert [j.id for j in store.unpublished_usage(10)] == [created.id]
+
+
+def test_get_many_returns_the_jobs_that_exist_across_query_chunks(store: JobStore) -> None:
+    ids = [f"job_many{i:02d}" for i in range(40)]
+    for job_id in ids[:33]:
+        store.create(new_job(job_id))
+    running = store.replace(store.create(new_job("job_manyrun")).to(JobStatus.RUNNING))
+    found = store.get_many([*ids, running.id])  # 7 of these never existed
+    assert sorted(j.id for j in found) == sorted([*ids[:33], running.id])
+    assert next(j for j in found if j.id == running.id).status is JobStatus.RUNNING
+    assert all(j.etag for j in found)  # writable as read
+    assert store.get_many([]) == []

@@ -156,6 +156,7 @@ class FakeKind:
 
     kind: RunnerKind
     cancellable = False
+    deterministic_usage = True
 
     def __init__(self, gates: Mapping[str, threading.Event] | None = None) -> None:
         self.gates = dict(gates or {})
@@ -225,6 +226,7 @@ class FakeChatKind(FakeKind):
 
     kind = RunnerKind.CHAT
     cancellable = True
+    deterministic_usage = False
 
     def check(self, request: dict[str, Any], deployment: Deployment, edge: Edge) -> dict[str, Any]:
         return dict(request)

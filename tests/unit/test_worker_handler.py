@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from shared.adapters.memory import MemoryDeploymentStats, MemoryUsageLog
+from shared.adapters.memory import MemoryDeploymentStats, MemoryJobStore, MemoryUsageLog
 from shared.domain.errors import InvalidInput, ModelError, StorageUnavailable
-from shared.domain.jobs import JobStatus, utcnow
+from shared.domain.jobs import Job, JobStatus, utcnow
 from shared.schemas.messages import JobMessage
 from shared.schemas.usage import Meter, UsageEvent
 from tests.unit.fakes import (
@@ -311,3 +311,55 @@ def test_a_mirrored_job_runs_keeps_no_result_and_its_usage_is_marked_mirrored() 
         (SHADOW, EMBED, True),
     ]
     assert app.billing.ingest_usage(logged_bodies(app)).billed == 1  # recorded, never billed
+
+
+class CountingJobStore(MemoryJobStore):
+    """Counts writes; fails the next `fail` replaces that finish a job (a crash after the usage was published)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replaces = 0
+        self.fail = 0
+
+    def replace(self, job: Job) -> Job:
+        if job.status.terminal and self.fail:
+            self.fail -= 1
+            raise StorageUnavailable("the store went away before the job's final write")
+        self.replaces += 1
+        return super().replace(job)
+
+
+def test_deterministic_usage_is_published_first_so_the_job_is_finished_in_one_write() -> None:
+    store = CountingJobStore()
+    app = fake_app(store=store)
+    submit(app, {"input": "a b c"})
+    done = run_next(app)
+    assert done.status is JobStatus.SUCCEEDED and done.usage_published and len(logged(app)) == 1
+    assert store.replaces == 2  # running, then succeeded with its usage published: no later write to mark it
+    assert app.store.unpublished_usage(10) == []
+
+
+def test_a_crash_between_publishing_and_the_final_write_bills_the_same_numbers_once() -> None:
+    store = CountingJobStore()
+    app = fake_app(store=store)
+    job = submit(app, {"input": "a b c"})
+    (message,) = app.queue.receive(1, 60)
+    store.fail = 1
+    with pytest.raises(StorageUnavailable):
+        app.worker.process(message.body)  # published, then the final write failed: the queue redelivers
+    app.worker.process(message.body)
+    done = app.store.get(job.id)
+    assert done is not None and done.status is JobStatus.SUCCEEDED and done.attempts == 2
+    first, second = logged(app)  # published twice, under one event id: the ledger bills it once
+    assert first == second.model_copy(update={"time": first.time}) and first.id == f"{job.id}:input_tokens"
+    assert done.usage[0].tokens == first.tokens == 3 and done.result is not None
+    assert done.result["usage"]["prompt_tokens"] == first.tokens  # told = billed
+
+
+def test_a_generation_keeps_its_usage_with_the_job_before_publishing_it() -> None:
+    store = CountingJobStore()
+    app = fake_app(store=store)
+    submit(app, {"prompt": "say hi", "max_tokens": 3}, CHAT)
+    done = run_next(app)
+    assert done.usage_published and len(logged(app)) == 2
+    assert store.replaces == 3  # running, succeeded with usage kept (unpublished), then marked published

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
 
 from shared.domain.errors import ConcurrencyConflict, Conflict
 from shared.domain.jobs import Job
@@ -33,6 +34,9 @@ class MemoryJobStore:
         with self._lock:
             row = self._docs.get(job_id)
         return Job.model_validate_json(row[2]) if row else None
+
+    def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        return [job for job in map(self.get, job_ids) if job is not None]
 
     def replace(self, job: Job) -> Job:
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Sequence
 
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.domain.errors import ConcurrencyConflict, Conflict
 from shared.domain.jobs import Job
+
+CHUNK = 500  # ids per query: well under SQLite's host-parameter limit
 
 
 class SqliteJobStore:
@@ -36,6 +39,17 @@ class SqliteJobStore:
         with self.db.reading() as conn:
             row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.model_validate_json(row[0]) if row else None
+
+    def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        found: list[Job] = []
+        for start in range(0, len(job_ids), CHUNK):
+            chunk = list(job_ids[start : start + CHUNK])
+            with self.db.reading() as conn:
+                rows = conn.execute(
+                    f"SELECT doc FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+                ).fetchall()
+            found.extend(Job.model_validate_json(doc) for (doc,) in rows)
+        return found
 
     def replace(self, job: Job) -> Job:
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})
