@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     usage_ingest_attempts: int = Field(default=3, ge=1)  # ledger tries per batch before it is kept for replay
     usage_ingest_backoff_s: float = Field(default=0.2, ge=0)  # × the attempt number, between tries
 
+    # Job outcomes for /deployments are written in batches, at most this long after a job ends (0: at once).
+    stats_flush_s: float = Field(default=1.0, ge=0)
+
     # Local host loops: an idle queue is polled ever less often, up to `max_poll_interval_s` (host.json's
     # `maxPollingInterval`); a job sent in this process wakes the pump at once.
     poll_interval_s: float = 0.05

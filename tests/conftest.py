@@ -54,7 +54,8 @@ def config_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, config_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", config=config_path, max_batch_wait_ms=1, _env_file=None)
+    # Outcomes written as jobs end, so a test reads /deployments figures at once (tests/unit covers the batching).
+    return Settings(data_dir=tmp_path / "data", config=config_path, stats_flush_s=0, _env_file=None)
 
 
 @pytest.fixture

@@ -26,4 +26,6 @@ def fail_poisoned_job(msg: func.QueueMessage) -> None:
 @bp.function_name("publish_pending_usage")
 @bp.timer_trigger(arg_name="timer", schedule="0 */1 * * * *", run_on_startup=False)
 def publish_pending_usage(timer: func.TimerRequest) -> None:  # noqa: ARG001 (the binding needs the argument)
-    get_app().worker.publish_pending_usage()
+    app = get_app()
+    app.worker.publish_pending_usage()
+    app.worker.flush_outcomes()  # the per-deployment figures of an instance that went quiet

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.application import journal
+from shared.application.outcomes import OutcomeBuffer
 from shared.application.unit_of_work import JobUpdates
 from shared.domain import deployment_stats
 from shared.domain.config import AppConfig, Deployment
@@ -47,7 +48,7 @@ class Worker:
         self.jobs = JobUpdates(store, blobs, signals)
         self.blobs = blobs
         self.stream = stream
-        self.stats = stats
+        self.outcomes = OutcomeBuffer(stats, settings.stats_flush_s)
         self.signals = signals
         self.registry = registry
 
@@ -112,6 +113,10 @@ class Worker:
         reason = f"Failed after {self.settings.max_dequeue_count} deliveries; last error: {job.last_error or 'unknown'}"
         self._end(self.jobs.fail(job.id, "PoisonMessage", reason))
 
+    def flush_outcomes(self) -> int:
+        """Write the job outcomes buffered for the per-deployment view (a timer calls this)."""
+        return self.outcomes.flush()
+
     def publish_pending_usage(self, limit: int = 100) -> int:
         """Publish usage kept with jobs whose first publish failed (Invariant 7). Returns jobs published."""
         published = 0
@@ -174,12 +179,8 @@ class Worker:
 
     def _record_outcome(self, job: Job | None) -> None:
         outcome = deployment_stats.outcome_of(job) if job is not None else None
-        if outcome is None:
-            return
-        try:
-            self.stats.record(outcome)
-        except TransientError as exc:  # operational figures: never a reason to fail or redeliver a job
-            log.warning("outcome of job %s not recorded: %s", outcome.job_id, exc)
+        if outcome is not None:
+            self.outcomes.add(outcome)
 
     def _parse_message(self, body: str | bytes) -> JobMessage | None:
         try:

@@ -147,8 +147,9 @@ class JobOutcome:
 
 
 class DeploymentStats(Pingable, Protocol):
-    def record(self, outcome: JobOutcome) -> None:
-        """Keep the outcome; recording a job again replaces its earlier outcome (a redelivery counts once)."""
+    def record(self, outcomes: Sequence[JobOutcome]) -> None:
+        """Keep the outcomes, in as few writes as the store allows; recording a job again replaces its earlier
+        outcome (a redelivery counts once)."""
         ...
 
     def outcomes(self, start: datetime, end: datetime) -> list[JobOutcome]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
@@ -179,7 +180,19 @@ def test_the_deployments_view_counts_requests_errors_latency_tokens_and_cost(hos
         )
         return {d["name"]: d for d in embed["deployments"]}
 
-    before = view()
+    # Outcomes are written in batches, within a second of a job's end: the earlier tests' jobs must be in before
+    # this one counts from them. Settled: the same counts as a reading taken more than a flush interval earlier.
+    readings: list[tuple[float, dict[str, dict[str, Any]]]] = [(time.monotonic(), view())]
+
+    def settled() -> bool:
+        now, current = time.monotonic(), view()
+        readings.append((now, current))
+        earlier = [r for t, r in readings if now - t >= 1.2]
+        counts = [{name: d["requests"] for name, d in r.items()} for r in (earlier[-1:] + [current])]
+        return len(counts) == 2 and counts[0] == counts[1]
+
+    wait_for(settled, interval=0.3)
+    before = readings[-1][1]
     assert list(before) == ["minilm-blue", "minilm-green", SHADOW]
     with host.client() as c:
         for i in range(4):
@@ -191,11 +204,10 @@ def test_the_deployments_view_counts_requests_errors_latency_tokens_and_cost(hos
     def delta(name: str, field: str) -> int:
         return int(view()[name][field] - before[name][field])
 
-    wait_for(
-        lambda: (
-            delta(SHADOW, "requests") == 4 and delta("minilm-blue", "requests") + delta("minilm-green", "requests") == 6
-        )
-    )
+    def counts() -> tuple[int, int]:  # mirrored copies, live requests
+        return delta(SHADOW, "requests"), delta("minilm-blue", "requests") + delta("minilm-green", "requests")
+
+    wait_for(lambda: counts() == (4, 6))
     after = view()
     assert delta(SHADOW, "mirrored_requests") == 4  # all of its new requests are copies
     assert delta("minilm-green", "requests") >= 2

@@ -287,7 +287,8 @@ def fake_kinds(gates: Mapping[str, threading.Event] | None = None) -> dict[Runne
 def unit_settings(**fields: Any) -> Settings:
     """Settings naming paths that are never opened, and no backoff between ledger retries (no sleeps)."""
     paths = {"config": NO_DISK / "inferq.toml", "data_dir": NO_DISK, "models_dir": NO_DISK}
-    return Settings(**{"backend": "sqlite", "usage_ingest_backoff_s": 0, **paths, **fields}, _env_file=None)
+    settings = {"backend": "sqlite", "usage_ingest_backoff_s": 0, "stats_flush_s": 0, **paths, **fields}
+    return Settings(**settings, _env_file=None)
 
 
 def fake_app(

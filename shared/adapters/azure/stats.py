@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from shared.domain.ports import JobOutcome
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
+TRANSACTION_MAX = 100  # operations an entity-group transaction may hold
+
 
 class AzureDeploymentStats:
     ping_timeout_s = PING_TIMEOUT_S
@@ -31,18 +34,21 @@ class AzureDeploymentStats:
     def ping(self) -> None:
         ping_table(self.table, self.ping_timeout_s)
 
-    def record(self, outcome: JobOutcome) -> None:
-        record = to_record(outcome)
-        entity: dict[str, Any] = {
-            **record,
-            "PartitionKey": hour_text(outcome.finished_at),
-            "RowKey": table_key(outcome.job_id),
-            "error": outcome.error or "",  # a Table property can't be null
-            "usage": json.dumps(record["usage"]),
-        }
+    def record(self, outcomes: Sequence[JobOutcome]) -> None:
+        """One entity-group transaction per hour partition and up to 100 outcomes (one billed transaction)."""
+        partitions: dict[str, dict[str, dict[str, Any]]] = {}
+        for outcome in outcomes:  # a job recorded twice in one call: its last outcome (a batch can't repeat a row)
+            entity = _entity(outcome)
+            partitions.setdefault(entity["PartitionKey"], {})[entity["RowKey"]] = entity
         self._create()
-        with translated(f"outcome of job {outcome.job_id}"):
-            self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        for entities in partitions.values():
+            rows = list(entities.values())
+            for start in range(0, len(rows), TRANSACTION_MAX):
+                operations = [
+                    ("upsert", e, {"mode": UpdateMode.REPLACE}) for e in rows[start : start + TRANSACTION_MAX]
+                ]
+                with translated(f"outcomes of {len(operations)} jobs"):
+                    self.table.submit_transaction(operations)
 
     def outcomes(self, start: datetime, end: datetime) -> list[JobOutcome]:
         query = "PartitionKey ge @lo and PartitionKey le @hi"
@@ -51,3 +57,14 @@ class AzureDeploymentStats:
             rows = list(self.table.query_entities(query, parameters={"lo": hour_text(start), "hi": hour_text(end)}))
         found = [from_record(dict(row)) for row in rows]
         return sorted((o for o in found if start <= o.finished_at < end), key=lambda o: o.finished_at)
+
+
+def _entity(outcome: JobOutcome) -> dict[str, Any]:
+    record = to_record(outcome)
+    return {
+        **record,
+        "PartitionKey": hour_text(outcome.finished_at),
+        "RowKey": table_key(outcome.job_id),
+        "error": outcome.error or "",  # a Table property can't be null
+        "usage": json.dumps(record["usage"]),
+    }

@@ -4,6 +4,7 @@ outcome replaces the first; kept as the same records the SQLite and Table adapte
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,10 +20,10 @@ class MemoryDeploymentStats:
     def ping(self) -> None:
         """Memory always answers."""
 
-    def record(self, outcome: JobOutcome) -> None:
-        record = to_record(outcome)
+    def record(self, outcomes: Sequence[JobOutcome]) -> None:
         with self._lock:
-            self._records[outcome.job_id] = (outcome.finished_at, record)
+            for outcome in outcomes:
+                self._records[outcome.job_id] = (outcome.finished_at, to_record(outcome))
 
     def outcomes(self, start: datetime, end: datetime) -> list[JobOutcome]:
         with self._lock:

@@ -4,6 +4,7 @@ redelivered job's outcome replaces the first, indexed by the time it finished.""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 
 from shared.adapters.sqlite.db import SqliteDatabase
@@ -24,12 +25,12 @@ class SqliteDeploymentStats:
     def ping(self) -> None:
         self.db.ping("deployment_outcomes")
 
-    def record(self, outcome: JobOutcome) -> None:
+    def record(self, outcomes: Sequence[JobOutcome]) -> None:
         with self.db.transaction() as conn:
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO deployment_outcomes VALUES (?, ?, ?) ON CONFLICT (job_id)"
                 " DO UPDATE SET finished = excluded.finished, doc = excluded.doc",
-                (outcome.job_id, outcome.finished_at.timestamp(), json.dumps(to_record(outcome))),
+                [(o.job_id, o.finished_at.timestamp(), json.dumps(to_record(o))) for o in outcomes],
             )
 
     def outcomes(self, start: datetime, end: datetime) -> list[JobOutcome]:
