@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.domain.errors import Conflict
 from shared.schemas.usage import UsageEvent
@@ -79,6 +79,9 @@ class Job(BaseModel):
     usage_published: bool = True
     payload_ref: str | None = None
     etag: str | None = None  # set by the store; a write with a stale etag is refused
+    # Not stored: this write marks usage published that an earlier write kept (a store that indexes kept usage,
+    # like the Azure outbox, retires its entry then, and only then).
+    releases_kept_usage: bool = Field(default=False, exclude=True)
 
     @classmethod
     def new(
@@ -143,8 +146,8 @@ class Job(BaseModel):
         return self.model_copy(update={"last_error": reason[:2000], "updated_at": utcnow()})
 
     def published(self) -> Job:
-        """Its usage events reached the usage stream."""
-        return self.model_copy(update={"usage_published": True})
+        """Its usage events, kept with it by an earlier write, reached the usage stream."""
+        return self.model_copy(update={"usage_published": True, "releases_kept_usage": not self.usage_published})
 
     def claim_checked(self, payload_ref: str) -> Job:
         """Its payload is in the blob store, not in its message."""

@@ -62,7 +62,7 @@ def test_a_large_result_round_trips_and_survives_a_later_write(store: JobStore) 
     done = store.replace(running.to(JobStatus.SUCCEEDED, result=result, usage_published=False))
     fetched = store.get(done.id)
     assert fetched is not None and fetched.result == result
-    published = store.replace(fetched.model_copy(update={"usage_published": True}))
+    published = store.replace(fetched.published())
     again = store.get(done.id)
     assert again is not None and again.result == result and again.usage_published and again.etag == published.etag
 
@@ -77,7 +77,7 @@ def test_unpublished_usage_lists_only_jobs_with_usage_to_publish(store: JobStore
     store.replace(store.create(new_job("job_u2")).to(JobStatus.RUNNING))
     (pending,) = store.unpublished_usage(10)
     assert pending.id == "job_u1" and pending.usage == (event,) and pending.etag == u1.etag
-    store.replace(pending.model_copy(update={"usage_published": True}))
+    store.replace(pending.published())
     assert store.unpublished_usage(10) == []
 
 
@@ -98,7 +98,7 @@ def test_a_failed_job_with_a_long_error_round_trips(store: JobStore) -> None:
     fetched = store.get(failed.id)
     assert fetched is not None and fetched == failed
     assert fetched.status is JobStatus.FAILED and fetched.error is not None and fetched.error.message == message
-    published = store.replace(fetched.model_copy(update={"usage_published": True}))
+    published = store.replace(fetched.published())
     again = store.get(failed.id)
     assert again is not None and again.error == failed.error and again.etag == published.etag
 
@@ -133,7 +133,7 @@ def test_exactly_the_jobs_with_unpublished_usage_come_back_up_to_the_limit(store
 def test_a_job_published_then_stored_again_never_reappears(store: JobStore) -> None:
     done = store.replace(billed(store.replace(store.create(new_job()).to(JobStatus.RUNNING))))
     (pending,) = store.unpublished_usage(10)
-    published = store.replace(pending.model_copy(update={"usage_published": True}))
+    published = store.replace(pending.published())
     store.replace(published.model_copy(update={"last_error": "a later write"}))
     assert store.unpublished_usage(10) == []
     fetched = store.get(done.id)

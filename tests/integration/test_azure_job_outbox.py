@@ -105,7 +105,7 @@ def test_the_entry_is_written_before_the_job_and_deleted_after_it(store: AzureJo
     done = store.replace(billed(job))
     assert wire.touching("job_order") == [("PUT", "outbox"), ("PUT", "job")]  # a crash between: entry, no usage
     wire.requests.clear()
-    store.replace(done.model_copy(update={"usage_published": True}))
+    store.replace(done.published())
     # read, job written, then deleted if unchanged: a crash between the writes leaves a stale entry, never none
     assert wire.touching("job_order") == [("GET", "outbox"), ("PUT", "job"), ("DELETE", "outbox")]
     assert outbox_keys(store) == set()
@@ -114,7 +114,7 @@ def test_the_entry_is_written_before_the_job_and_deleted_after_it(store: AzureJo
 def test_an_entry_left_behind_is_skipped_and_deleted_and_real_ones_kept(store: AzureJobStore) -> None:
     # A crash after the job write that published the usage, before the entry's delete: entry without usage.
     published = store.replace(billed(running(store, "job_crashed")))
-    store.replace(published.model_copy(update={"usage_published": True}))
+    store.replace(published.published())
     store.table.upsert_entity({"PartitionKey": OUTBOX, "RowKey": table_key("job_crashed")})
     # A write of unpublished usage that lost its race: marked, never written.
     lost = running(store, "job_lost")
@@ -136,9 +136,7 @@ def test_a_writer_holding_the_etag_the_sweep_read_cannot_unpublish_behind_its_de
     # The writer marked the entry and is about to write the job with the ETag it read; the sweep reads that entry
     # and the still-published job. Were the sweep to delete the entry and the write then land, the usage would
     # have no entry: the sweep rewrites the job first, so the write fails and is retried after a fresh read.
-    published = store.replace(
-        store.replace(billed(running(store, "job_race"))).model_copy(update={"usage_published": True})
-    )
+    published = store.replace(store.replace(billed(running(store, "job_race"))).published())
     writer_view = store.get("job_race")
     assert writer_view is not None and writer_view.etag == published.etag
     store.table.upsert_entity({"PartitionKey": OUTBOX, "RowKey": "job_race"})  # the writer's mark
@@ -161,8 +159,17 @@ def test_publishing_never_deletes_an_entry_marked_again_meanwhile(
     other = TableClient.from_connection_string(azurite.connection_string(), table_name=store.table.table_name)
     with other:
         wire.before_job_write = lambda: other.upsert_entity({"PartitionKey": OUTBOX, "RowKey": "job_remarked"})
-        store.replace(done.model_copy(update={"usage_published": True}))
+        store.replace(done.published())
     assert wire.before_job_write is None and wire.touching("job_remarked")[-1] == ("DELETE", "outbox")
     assert outbox_keys(store) == {"job_remarked"}
     assert store.unpublished_usage(10) == []  # and once the job is seen published, the sweep deletes it
+    assert outbox_keys(store) == set()
+
+
+def test_usage_published_before_the_final_write_touches_no_outbox_entry(store: AzureJobStore, wire: Wire) -> None:
+    job = running(store, "job_first")
+    event = billed(job).usage
+    wire.requests.clear()
+    store.replace(job.to(JobStatus.SUCCEEDED, usage=event, usage_published=True))
+    assert wire.touching("job_first") == [("PUT", "job")]  # one write: nothing kept, so nothing to retire
     assert outbox_keys(store) == set()

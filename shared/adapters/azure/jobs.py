@@ -102,7 +102,7 @@ class AzureJobStore:
         entry_etag = None
         if not job.usage_published:
             self._mark(job.id)
-        elif job.usage:  # usage just published (a job without usage has no entry unless left behind: the sweep's)
+        elif job.releases_kept_usage:  # kept usage just published (other entries are the sweep's to retire)
             entry_etag = self._entry_etag(job.id)
         try:
             with translated(f"job {job.id}"):
