@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -190,3 +192,27 @@ def wait_for(predicate: object, timeout: float = 30, interval: float = 0.05) -> 
             return
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@contextmanager
+def serving(app: Any, host_app: Inferq) -> Iterator[str]:
+    """An ASGI app under uvicorn on a free port, in a thread, with the local host's queue side (its pump calls
+    the registered `run_job`) running on `host_app`: the URL while it runs."""
+    import threading
+
+    import uvicorn
+
+    from functions.local.host import LocalHost
+
+    local = LocalHost.build(host_app)
+    local.start()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=30)
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        local.stop()

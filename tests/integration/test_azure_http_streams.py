@@ -5,13 +5,11 @@ uvicorn. A chat stream's first chunk leaves before the job ends, and every route
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from azurefunctions.extensions.base import RequestTrackerMeta
 from azurefunctions.extensions.http.fastapi import Request, WebApp
 from fastapi import FastAPI
@@ -19,10 +17,9 @@ from fastapi.testclient import TestClient
 
 from functions.azure.indexing import bindings, trigger
 from functions.http import app as http_api
-from functions.local.host import LocalHost
 from shared.bootstrap import Inferq, set_app
 from shared.domain.jobs import JobStatus
-from tests.conftest import KEYS, free_port, wait_for
+from tests.conftest import KEYS, serving
 from tests.integration.test_chat_worker import STORY, Gated
 
 
@@ -55,18 +52,8 @@ def installed(service: Inferq) -> Iterator[None]:
 
 @pytest.fixture
 def url(service: Inferq, installed: None) -> Iterator[str]:
-    host = LocalHost.build(service)  # the queue side: its pump calls the registered run_job
-    host.start()
-    port = free_port()
-    config = uvicorn.Config(worker_web_server("http_app_func"), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=30)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    host.stop()
+    with serving(worker_web_server("http_app_func"), service) as running:
+        yield running
 
 
 @pytest.fixture

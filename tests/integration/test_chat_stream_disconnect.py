@@ -3,37 +3,25 @@ generation can be paused): the route cancels the job, the worker stops, and the 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from functions.http import app as http_api
-from functions.local.host import LocalHost
 from shared.bootstrap import Inferq, set_app
 from shared.domain.auth import Caller
 from shared.domain.jobs import JobStatus
 from shared.schemas.usage import Meter
-from tests.conftest import KEYS, free_port, wait_for
+from tests.conftest import KEYS, serving, wait_for
 from tests.integration.test_chat_worker import STORY, Gated
 
 
 @pytest.fixture
 def url(service: Inferq) -> Iterator[str]:
     set_app(service)
-    host = LocalHost.build(service)
-    host.start()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(http_api.app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=30)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    host.stop()
+    with serving(http_api.app, service) as running:
+        yield running
     set_app(None)
 
 
