@@ -77,13 +77,14 @@ def _resolve(future: asyncio.Future[Signal], signal: Signal) -> None:
 class WatchingJobSignals(InProcessJobSignals):
     """Signals in process, plus one watcher per instance for jobs that end in another one (the worker on its own
     instances, on Azure): while requests wait, one thread reads every waited-for job in batched queries
-    (`JobStore.get_many`) and signals those that ended. A job is read every `first_s` in its first second of
-    waiting, then every `then_s`, so storage cost follows the requests waiting, batched, never a loop each."""
+    (`JobStore.get_many`) and signals those that ended. A job is read every `first_s` in its first `window_s`
+    (a second) of waiting, then every `then_s`, so storage cost follows the requests waiting, batched, never a
+    loop each."""
 
-    def __init__(self, store: JobStore, first_s: float = 0.1, then_s: float = 1.0) -> None:
+    def __init__(self, store: JobStore, first_s: float = 0.1, then_s: float = 1.0, window_s: float = 1.0) -> None:
         super().__init__()
         self._store = store
-        self._first_s, self._then_s = first_s, then_s
+        self._first_s, self._then_s, self._window_s = first_s, then_s, window_s
         self._since: dict[str, float] = {}  # job → when a request began waiting for it
         self._due: dict[str, float] = {}  # job → when to read it next
         self._wake = threading.Event()
@@ -115,7 +116,7 @@ class WatchingJobSignals(InProcessJobSignals):
                 idle = not self._due
                 for job_id in due:
                     waited = now - self._since[job_id]
-                    self._due[job_id] = now + (self._first_s if waited < 1.0 else self._then_s)
+                    self._due[job_id] = now + (self._first_s if waited < self._window_s else self._then_s)
             if due:
                 try:
                     jobs = self._store.get_many(due)

@@ -59,18 +59,20 @@ def test_the_watcher_finds_jobs_that_ended_elsewhere_in_batched_reads() -> None:
 
 
 def test_the_watcher_reads_a_long_wait_once_a_second_after_its_first() -> None:
+    # Scaled down: read every 10 ms in the first 0.2 s (first_s, window_s), then every 0.1 s (then_s); the
+    # defaults are 0.1 s, 1 s and 1 s.
     store = CountingStore()
-    signals = WatchingJobSignals(store, first_s=0.01, then_s=0.2)
+    signals = WatchingJobSignals(store, first_s=0.01, then_s=0.1, window_s=0.2)
     store.create(Job.new("job_slow", "acme", "d"))
 
     async def main() -> None:
         waiting = asyncio.create_task(signals.wait("job_slow", 10))
-        await asyncio.sleep(1.0)
-        first_second = len(store.rounds)
-        await asyncio.sleep(0.5)
-        later = len(store.rounds) - first_second
-        assert later <= 3  # every `then_s` (0.2 s here; 1 s by default), not every `first_s`
-        assert first_second >= 10
+        await asyncio.sleep(0.2)
+        first_window = len(store.rounds)
+        await asyncio.sleep(0.3)
+        later = len(store.rounds) - first_window
+        assert later <= 4  # every `then_s`, not every `first_s` (which would be ~30)
+        assert first_window >= 5
         ended_elsewhere_now = store.get("job_slow")
         assert ended_elsewhere_now is not None
         store.replace(ended_elsewhere_now.to(JobStatus.CANCELLED))
