@@ -42,7 +42,7 @@ async def stream_job(
             return job_response(job, job_status(job) if job.status.terminal else 409)
         renderer = chat.ChunkRenderer.of(body, job, deployment)
         return _stream(_replayed(renderer.replay(job)), job)
-    first = await gw.next_chunks(who, job.id, 0, timeout_s)
+    first = await gw.next_chunks(who, job, 0, timeout_s)
     if first is None:  # not even started: free the slot instead of holding a silent stream open
         await run_in_threadpool(gw.end_stream, who, job.id, 0, False)
         raise TransientError(f"The job did not start within {timeout_s:g} s; try again.")
@@ -91,7 +91,7 @@ async def _events(
                 relayed += 1
             if job.status.terminal:  # read after the job ended: nothing more will come
                 break
-            nxt = await gw.next_chunks(who, job.id, relayed, gw.settings.sync_timeout_s)
+            nxt = await gw.next_chunks(who, job, relayed, gw.settings.sync_timeout_s)
             if nxt is None:
                 yield _sse({"error": {"code": "Timeout", "message": "the generation stalled"}})
                 break

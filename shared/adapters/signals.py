@@ -40,6 +40,11 @@ class InProcessJobSignals:
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future, Signal(job))
 
+    def ended(self, job_id: str) -> Job | None:
+        """The job as it ended, when this process saw it end (cancelled by a request here, or run here)."""
+        with self._lock:
+            return self._ended.get(job_id)
+
     def mark(self, job_id: str) -> int:
         """How many signals the job has had: take it before reading, pass it to `wait` after."""
         with self._lock:

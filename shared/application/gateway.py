@@ -157,21 +157,26 @@ class Gateway:
         return job
 
     async def next_chunks(
-        self, caller: Caller, job_id: str, start: int, idle_s: float
+        self, caller: Caller, job: Job, start: int, idle_s: float
     ) -> tuple[list[StreamChunk], Job] | None:
         """Chunks from `start` and the job, once there is a chunk or the job ended; None after `idle_s` of
-        neither. When the job is terminal, the chunks are all there are."""
+        neither. When the job is terminal, the chunks are all there are. `job` is the caller's own (it submitted
+        it): in process, its end comes by signal and only the chunks are read; across processes, the job too."""
         deadline = time.monotonic() + idle_s
         poll = POLL_FIRST_S
         while True:
-            seen = self.signals.mark(job_id)  # before the read: a chunk written after it still wakes the wait
-            chunks, job = await asyncio.to_thread(self.read_stream, caller, job_id, start)
+            seen = self.signals.mark(job.id)  # before the read: a chunk written after it still wakes the wait
+            if self.cross_process:
+                chunks, job = await asyncio.to_thread(self.read_stream, caller, job.id, start)
+            else:
+                job = self.signals.ended(job.id) or job  # before the chunks: once it ended, every chunk is there
+                chunks = await asyncio.to_thread(read_chunks, self.blobs, job.id, start)
             if chunks or job.status.terminal:
                 return chunks, job
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            await self.signals.wait(job_id, min(remaining, poll) if self.cross_process else remaining, seen)
+            await self.signals.wait(job.id, min(remaining, poll) if self.cross_process else remaining, seen)
             poll = min(poll * 2, POLL_MAX_S)
 
     # --- the job API ---------------------------------------------------------------------------------------

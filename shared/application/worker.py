@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +27,7 @@ from shared.schemas.usage import UsageEvent, usage_event
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+STOP_CHECK_S = 0.25  # across processes, how often a running generation reads its job to see a cancel
 
 
 class Worker:
@@ -40,6 +43,7 @@ class Worker:
         stats: DeploymentStats,
         signals: JobSignals,
         registry: RuntimeRegistry,
+        cross_process: bool = False,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -51,6 +55,7 @@ class Worker:
         self.outcomes = OutcomeBuffer(stats, settings.stats_flush_s)
         self.signals = signals
         self.registry = registry
+        self.cross_process = cross_process  # a job may be cancelled by another process: its signal can't come
 
     def process(self, body: str | bytes) -> None:
         """Run one delivered job message. Returns normally when the message is done with (acknowledge it);
@@ -80,7 +85,7 @@ class Worker:
                 deployment,
                 self.settings,
                 self.blobs,
-                stopped=lambda: self._stopped(job.id),
+                stopped=self._stopped(job.id),
                 progress=lambda: self.signals.notify(job.id),
             )
             output = kind.execute(work, payload, self.registry.runtime(deployment))
@@ -222,9 +227,21 @@ class Worker:
             raise PermanentJobError(f"payload {message.payload_ref} is not a JSON object")
         return data
 
-    def _stopped(self, job_id: str) -> bool:
-        job = self.store.get(job_id)
-        return job is None or job.status.terminal
+    def _stopped(self, job_id: str) -> Callable[[], bool]:
+        """Whether the running job was cancelled meanwhile: known at once when that happened in this process
+        (its signal); across processes, by reading the job at most every STOP_CHECK_S."""
+        last = [time.monotonic()]
+
+        def stopped() -> bool:
+            if self.signals.ended(job_id) is not None:
+                return True
+            if not self.cross_process or time.monotonic() - last[0] < STOP_CHECK_S:
+                return False
+            last[0] = time.monotonic()
+            job = self.store.get(job_id)
+            return job is None or job.status.terminal
+
+        return stopped
 
     def _published(self, job_id: str, events: tuple[UsageEvent, ...]) -> bool:
         try:

@@ -174,6 +174,10 @@ class JobSignals(Protocol):
     """How a waiting request learns that its job produced chunks or ended, instead of re-reading the store."""
 
     def notify(self, job_id: str, job: Job | None = None) -> None: ...
+    def ended(self, job_id: str) -> Job | None:
+        """The job as it ended, if this process has seen it end."""
+        ...
+
     def mark(self, job_id: str) -> int:
         """A token for the signals seen so far: read it before reading the job, pass it to `wait` after."""
         ...

@@ -443,9 +443,18 @@ def test_wait_that_times_out_returns_the_job_as_it_stands() -> None:
 def test_next_chunks_gives_up_after_the_idle_time_and_returns_once_the_job_ended() -> None:
     app = fake_app()
     job = submit(app, {"prompt": "hi", "max_tokens": 2}, CHAT)
-    assert asyncio.run(app.gateway.next_chunks(ACME, job.id, 0, idle_s=0.01)) is None
+    assert asyncio.run(app.gateway.next_chunks(ACME, job, 0, idle_s=0.01)) is None
     run_next(app)
-    got = asyncio.run(app.gateway.next_chunks(ACME, job.id, 0, idle_s=10))
+    got = asyncio.run(app.gateway.next_chunks(ACME, job, 0, idle_s=10))
     assert got is not None and got[0] == [] and got[1].status is JobStatus.SUCCEEDED
-    with pytest.raises(NotFound):
-        asyncio.run(app.gateway.next_chunks(GLOBEX, job.id, 0, idle_s=10))
+
+
+def test_a_relay_in_process_reads_chunks_but_never_the_job_store() -> None:
+    store = CountingJobStore()
+    app = fake_app(store=store)
+    job = submit(app, {"prompt": "hi", "max_tokens": 40, "stream": True}, CHAT)
+    run_next(app)
+    store.gets.clear()
+    got = asyncio.run(app.gateway.next_chunks(ACME, job, 0, idle_s=10))
+    assert got is not None and got[1].status is JobStatus.SUCCEEDED  # its end came by signal
+    assert store.gets == []
