@@ -75,6 +75,7 @@ class LocalHost:
         for pump in self.pumps:
             pump.shutdown()
         self.app.worker.flush_outcomes()
+        self.app.registry.close()
 
 
 def _idle(_: object) -> int:
