@@ -16,23 +16,30 @@ from shared.domain.ports import JobStore, Signal
 
 log = logging.getLogger(__name__)
 
-RECENT = 4096  # finished jobs remembered: far more than the requests one instance has waiting
+# Finished jobs are remembered for a waiter that starts just after its job ended (a fast job): briefly, and not too
+# many, since a job carries its result (a large embeddings result is megabytes).
+RECENT = 1024
+RECENT_S = 30.0
 
 
 class InProcessJobSignals:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Signal]]]] = {}
-        self._ended: OrderedDict[str, Job] = OrderedDict()
+        self._ended: OrderedDict[str, tuple[float, Job]] = OrderedDict()
         self._seq: dict[str, int] = {}  # signals so far, per running job: a waiter can't miss one in between
 
     def notify(self, job_id: str, job: Job | None = None) -> None:
         """Thread-safe: the job produced a chunk (`job` None) or changed state (`job`, as written)."""
         with self._lock:
             if job is not None and job.status.terminal:
-                self._ended[job_id] = job
+                now = time.monotonic()
+                self._ended[job_id] = (now, job)
+                self._ended.move_to_end(job_id)
                 self._seq.pop(job_id, None)
-                while len(self._ended) > RECENT:
+                while self._ended and (
+                    len(self._ended) > RECENT or next(iter(self._ended.values()))[0] < now - RECENT_S
+                ):
                     self._ended.popitem(last=False)
             else:
                 self._seq[job_id] = self._seq.get(job_id, 0) + 1
@@ -43,7 +50,8 @@ class InProcessJobSignals:
     def ended(self, job_id: str) -> Job | None:
         """The job as it ended, when this process saw it end (cancelled by a request here, or run here)."""
         with self._lock:
-            return self._ended.get(job_id)
+            found = self._ended.get(job_id)
+        return found[1] if found is not None else None
 
     def mark(self, job_id: str) -> int:
         """How many signals the job has had: take it before reading, pass it to `wait` after."""
@@ -57,7 +65,7 @@ class InProcessJobSignals:
         future: asyncio.Future[Signal] = loop.create_future()
         with self._lock:
             if job_id in self._ended:
-                return Signal(self._ended[job_id])
+                return Signal(self._ended[job_id][1])
             if after is not None and self._seq.get(job_id, 0) > after:
                 return Signal(None)
             self._waiters.setdefault(job_id, []).append((loop, future))

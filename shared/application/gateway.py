@@ -176,7 +176,9 @@ class Gateway:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            await self.signals.wait(job.id, min(remaining, poll) if self.cross_process else remaining, seen)
+            signal = await self.signals.wait(job.id, min(remaining, poll) if self.cross_process else remaining, seen)
+            if signal is not None and signal.job is not None:
+                job = signal.job  # ended: the next read takes every chunk there is
             poll = min(poll * 2, POLL_MAX_S)
 
     # --- the job API ---------------------------------------------------------------------------------------

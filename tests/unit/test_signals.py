@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import pytest
+
 from shared.adapters.memory import MemoryJobStore
 from shared.adapters.signals import InProcessJobSignals, WatchingJobSignals
 from shared.domain.jobs import Job, JobStatus
@@ -83,3 +85,18 @@ def test_the_watcher_reads_a_long_wait_once_a_second_after_its_first() -> None:
     rounds = len(store.rounds)
     asyncio.run(asyncio.sleep(0.1))
     assert len(store.rounds) == rounds  # nobody waits: nothing is read
+
+
+def test_ended_jobs_are_remembered_briefly_and_boundedly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.adapters import signals as module
+
+    signals = InProcessJobSignals()
+    done = [Job.new(f"job_{i}", "acme", "d").to(JobStatus.RUNNING).to(JobStatus.SUCCEEDED) for i in range(3000)]
+    for job in done:
+        signals.notify(job.id, job)
+    assert signals.ended("job_0") is None and signals.ended("job_2999") == done[-1]
+    assert len(signals._ended) == module.RECENT  # a job carries its result: never an unbounded cache
+    monkeypatch.setattr(module, "RECENT_S", 0.0)
+    late = Job.new("job_late", "acme", "d").to(JobStatus.RUNNING).to(JobStatus.SUCCEEDED)
+    signals.notify(late.id, late)
+    assert signals.ended("job_2999") is None and list(signals._ended) == ["job_late"]
