@@ -243,23 +243,21 @@ class Worker:
 
         return stopped
 
-    def _published(self, job_id: str, events: tuple[UsageEvent, ...]) -> bool:
+    def _published(self, job_id: str, events: tuple[UsageEvent, ...], raise_errors: bool = False) -> bool:
+        """Whether the events reached the usage stream; if not, they stay kept with the job."""
         try:
             self.stream.publish(events)
         except TransientError as exc:
             log.warning("usage of job %s kept with it for a later publish: %s", job_id, exc)
+            if raise_errors:
+                raise
             return False
         return True
 
     def _publish(self, job: Job, raise_errors: bool = False) -> None:
-        try:
-            self.stream.publish(job.usage)
-        except TransientError as exc:
-            log.warning("usage of job %s kept for a later publish: %s", job.id, exc)
-            if raise_errors:
-                raise
-            return
-        self.jobs.update(job.id, lambda fresh: None if fresh.usage_published else fresh.published(), current=job)
+        """Publish the usage kept with a job, then mark it published."""
+        if self._published(job.id, job.usage, raise_errors):
+            self.jobs.update(job.id, lambda fresh: None if fresh.usage_published else fresh.published(), current=job)
 
 
 def _job_id_of(body: str | bytes) -> str | None:
