@@ -4,6 +4,7 @@ Runtime behind a micro-batcher) and the job's execution."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 from shared.domain.config import Deployment, RunnerKind
@@ -102,18 +103,22 @@ class EmbeddingsKind:
         request = parse(payload)
         check(request, work.deployment, Edge("error", work.settings))
         embeddings = runtime.predict(request.inputs)
-        data = [EmbeddingItem(index=i, embedding=_encode(e, request.encoding_format)) for i, e in enumerate(embeddings)]
-        tokens = sum(e.tokens for e in embeddings)
-        response = EmbeddingsResponse(
-            id=work.job.id,
-            data=data,
-            model=work.deployment.model_name,
-            usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
-        )
-        return TaskOutput(result=response, usage={Meter.INPUT_TOKENS: tokens})
+        vectors = [_encode(e, request.encoding_format) for e in embeddings]
+        return output(work, vectors, sum(e.tokens for e in embeddings))
 
     def render(self, result: dict[str, Any]) -> Any:
         return result
+
+
+def output(work: Work, vectors: Sequence[list[float] | str], tokens: int) -> TaskOutput:
+    """The job's result (the embeddings response) and its usage: `tokens` input tokens."""
+    response = EmbeddingsResponse(
+        id=work.job.id,
+        data=[EmbeddingItem(index=i, embedding=v) for i, v in enumerate(vectors)],
+        model=work.deployment.model_name,
+        usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+    return TaskOutput(result=response, usage={Meter.INPUT_TOKENS: tokens})
 
 
 def _encode(embedding: Embedding, encoding_format: str) -> list[float] | str:

@@ -29,9 +29,9 @@ from shared.domain.auth import Caller, hash_key
 from shared.domain.config import AppConfig, Deployment, RunnerKind
 from shared.domain.errors import ConfigError, InvalidInput
 from shared.domain.jobs import Job, JobStatus
+from shared.runtimes import embeddings
 from shared.runtimes.base import Edge, Fetch, Kind, TaskOutput, Work
 from shared.runtimes.registry import RuntimeRegistry
-from shared.schemas.embeddings import EmbeddingItem, EmbeddingsResponse, EmbeddingsUsage
 from shared.schemas.messages import JobMessage
 from shared.schemas.usage import Meter, UsageEvent
 from shared.settings import Settings
@@ -204,15 +204,7 @@ class FakeEmbeddingsKind(FakeKind):
         if not inputs:  # the worker checks again: a producer may queue anything
             raise InvalidInput("input must not be empty", loc=("body", "input"))
         runtime.step()
-        data = [EmbeddingItem(index=i, embedding=[float(words(text))]) for i, text in enumerate(inputs)]
-        tokens = sum(words(text) for text in inputs)
-        response = EmbeddingsResponse(
-            id=work.job.id,
-            data=data,
-            model=work.deployment.model_name,
-            usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
-        )
-        return TaskOutput(result=response, usage={Meter.INPUT_TOKENS: tokens})
+        return embeddings.output(work, [[float(words(text))] for text in inputs], sum(words(t) for t in inputs))
 
 
 class FakeCompletion(BaseModel):
