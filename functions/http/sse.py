@@ -37,7 +37,7 @@ async def stream_job(
     job = submitted.job
     timeout_s = gw.settings.sync_timeout_s
     if not submitted.created:  # a repeat (Idempotency-Key): the first request relays; this one replays the result
-        job = await gw.wait(who, job, timeout_s)
+        job = await gw.wait(job, timeout_s)
         if job.status is not JobStatus.SUCCEEDED:
             return job_response(job, job_status(job) if job.status.terminal else 409)
         renderer = chat.ChunkRenderer.of(body, job, deployment)

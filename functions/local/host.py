@@ -54,7 +54,7 @@ class LocalHost:
             Loop("poison-pump", poisoned.pump_once, s.poll_interval_s * 10, max_interval_s=s.max_poll_interval_s),
             Loop("usage-publisher", lambda: publish(None) or 0, s.usage_publish_interval_s),
             Loop("usage-replay", lambda: replay(None) or 0, s.usage_publish_interval_s),
-            Loop("outcomes", lambda: _idle(app.worker.flush_outcomes()), max(s.stats_flush_s, 0.1)),
+            Loop("outcomes", app.worker.flush_outcomes, max(s.stats_flush_s, 0.1)),
         ]
         if app.usage_log is not None:
             consumer = UsageConsumer(app.usage_log, trigger("bill_usage"))
@@ -76,11 +76,6 @@ class LocalHost:
             pump.shutdown()
         self.app.worker.flush_outcomes()
         self.app.registry.close()
-
-
-def _idle(_: object) -> int:
-    """A loop step that runs on its interval whatever it did."""
-    return 0
 
 
 def build_app(settings: Settings) -> tuple[Inferq, str | None]:

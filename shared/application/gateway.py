@@ -143,7 +143,7 @@ class Gateway:
             self.rate_limits.settle(caller.tenant, submitted.estimated_tokens, actual)
 
     # --- await ---------------------------------------------------------------------------------------------
-    async def wait(self, caller: Caller, job: Job, timeout_s: float) -> Job:  # noqa: ARG002 (the caller's job)
+    async def wait(self, job: Job, timeout_s: float) -> Job:
         """The job once terminal, or as it stands when `timeout_s` passes: woken by the job's signal, which
         carries the ended job (from the worker in this process, or from the instance's job watcher)."""
         deadline = time.monotonic() + timeout_s

@@ -390,7 +390,7 @@ def test_wait_returns_the_job_the_worker_finished_without_reading_the_store() ->
     store.gets.clear()
     worker.start()
     try:
-        done = asyncio.run(app.gateway.wait(ACME, job, timeout_s=10))
+        done = asyncio.run(app.gateway.wait(job, timeout_s=10))
     finally:
         worker.join(10)
     readers = set(store.gets)
@@ -408,7 +408,7 @@ def test_wait_sees_a_job_that_ended_before_it_started_waiting() -> None:
     job = submit(app, {"input": "a"})
     run_next(app)
     store.gets.clear()
-    done = asyncio.run(app.gateway.wait(ACME, job, timeout_s=10))
+    done = asyncio.run(app.gateway.wait(job, timeout_s=10))
     assert done.status is JobStatus.SUCCEEDED and store.gets == []
 
 
@@ -424,7 +424,7 @@ def test_wait_returns_a_cancelled_job_when_it_is_cancelled() -> None:
     canceller = threading.Thread(target=cancel)
     canceller.start()
     try:
-        done = asyncio.run(app.gateway.wait(ACME, job, timeout_s=10))
+        done = asyncio.run(app.gateway.wait(job, timeout_s=10))
     finally:
         canceller.join(10)
     assert done.status is JobStatus.CANCELLED
@@ -435,9 +435,9 @@ def test_wait_that_times_out_returns_the_job_as_it_stands() -> None:
     app = fake_app(store=store)
     job = submit(app, {"input": "a"})
     store.gets.clear()
-    assert asyncio.run(app.gateway.wait(ACME, job, timeout_s=0.01)) == job
+    assert asyncio.run(app.gateway.wait(job, timeout_s=0.01)) == job
     assert store.gets == []
-    assert asyncio.run(app.gateway.wait(ACME, job, timeout_s=0)) == job
+    assert asyncio.run(app.gateway.wait(job, timeout_s=0)) == job
 
 
 def test_next_chunks_gives_up_after_the_idle_time_and_returns_once_the_job_ended() -> None:
