@@ -1,4 +1,7 @@
-"""Request dependencies shared by the HTTP routers: the handlers, the caller, the extra-parameters mode."""
+"""Request dependencies shared by the HTTP routers: the handlers, the caller, the extra-parameters mode.
+
+All `async def`: none does I/O, and FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off
+(and a GIL switch) per dependency per request."""
 
 from typing import Annotated, cast
 
@@ -12,15 +15,15 @@ from shared.domain.errors import InvalidInput
 from shared.runtimes.base import ExtraMode
 
 
-def gateway() -> Gateway:
+async def gateway() -> Gateway:
     return get_app().gateway
 
 
-def billing() -> Billing:
+async def billing() -> Billing:
     return get_app().billing
 
 
-def caller(
+async def caller(
     api_key: Annotated[str | None, Header(alias="api-key")] = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Caller:
@@ -29,7 +32,7 @@ def caller(
     return get_app().gateway.authenticate(api_key)
 
 
-def extra_mode(extra: Annotated[str, Header(alias="extra-parameters")] = "error") -> ExtraMode:
+async def extra_mode(extra: Annotated[str, Header(alias="extra-parameters")] = "error") -> ExtraMode:
     if extra not in ("error", "drop", "pass-through"):
         raise InvalidInput(
             "extra-parameters must be error, drop or pass-through", loc=("header", "extra-parameters"), input=extra
