@@ -40,13 +40,16 @@ class Settings(BaseSettings):
     # Routing: traffic splits and mirroring draw from a random generator; a seed makes them reproducible
     routing_seed: int | None = None
 
-    # Runtimes. ONNX Runtime's intra-op threads default to the machine's cores (its best configuration); a batch
-    # is what waits while the engine is busy (plus `max_batch_wait_ms`, 0: none); a worker runs up to
-    # `worker_concurrency` jobs at once, enough to fill a batch from concurrent requests.
+    # Runtimes. ONNX Runtime's intra-op threads default to the machine's cores. Embeddings run `batch_workers`
+    # batches at once, each on intra_op_threads / batch_workers threads: one thread per run, a run per core, is
+    # the small model's best configuration (`make bench`). A batch is what waits while the engine is busy (plus
+    # `max_batch_wait_ms`, 0: none), at most `max_batch_size` inputs and `max_batch_tokens` tokens, shared
+    # round-robin between tenants; a worker runs up to `worker_concurrency` jobs at once.
     intra_op_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_batch_size: int = 32
+    max_batch_tokens: int = Field(default=1024, ge=1)
     max_batch_wait_ms: float = Field(default=0.0, ge=0)
-    batch_workers: int = Field(default=1, ge=1)  # batches of one deployment run at once
+    batch_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)  # batches run at once
     worker_concurrency: int = Field(default=32, ge=1)
 
     # Billing. A tenant's month-to-date cost is re-read from the ledger at most every `budget_cache_s` when

@@ -1,23 +1,41 @@
-"""Micro-batching as a wrapper: concurrent `predict` calls for one deployment are merged into one run.
+"""Micro-batching as a wrapper: concurrent `predict` calls for one deployment are merged into fair, bounded runs.
 
-Runners never see it (MLServer's adaptive batching, in threads): callers block, one thread runs the batch. A
-batch is whatever is waiting when the engine is free (continuous batching): a lone request runs at once, and
+Runners never see it (MLServer's adaptive batching, in threads): callers block, `workers` threads run batches.
+A batch is whatever is waiting when a worker is free (continuous batching): a lone request runs at once, and
 requests that arrive while a batch runs form the next one. `max_wait_s` > 0 also holds a batch open that long
 for more (fuller batches for a lighter load, at that much latency).
+
+Fair sharing: a batch is filled item by item, round-robin over the owners (tenants) waiting, first come first
+served among one owner's requests, and capped at `max_batch_size` items and `max_batch_cost` (the cost of an
+item: its tokens). So a 2,048-input request runs as many small batches, and another tenant's request waits for
+at most the batches already running, not for the big one to end.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar, cast
 
-_STOP: object = object()
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass(eq=False)
+class _Request(Generic[T, R]):
+    items: Sequence[T]
+    future: Future[list[R]] = field(default_factory=Future)
+    results: list[R | None] = field(default_factory=list)
+    taken: int = 0  # items handed to batches so far
+    left: int = 0  # items whose results are still missing
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.items)
+        self.left = len(self.items)
 
 
 class MicroBatcher(Generic[T, R]):
@@ -27,71 +45,139 @@ class MicroBatcher(Generic[T, R]):
         max_batch_size: int,
         max_wait_s: float,
         workers: int = 1,
+        cost: Callable[[T], int] = lambda _: 1,
+        max_batch_cost: int | None = None,
     ) -> None:
         self._predict = predict
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_s
         self._workers = workers  # batches run at once (ONNX Runtime sessions take concurrent runs)
-        self._pending: queue.Queue[tuple[Sequence[T], Future[list[R]]]] = queue.Queue()
+        self._cost = cost
+        self._max_batch_cost = max_batch_cost  # a batch's items cost at most this, unless one item alone does
+        self._waiting: OrderedDict[str, deque[_Request[T, R]]] = OrderedDict()  # owner -> its requests, in turn
+        self._size = 0  # items waiting
+        self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
-        self._start_lock = threading.Lock()
+        self._stopping = False
 
-    def __call__(self, items: Sequence[T]) -> list[R]:
-        future: Future[list[R]] = Future()
-        self._ensure_thread()
-        self._pending.put((items, future))
-        return future.result()
+    def __call__(self, items: Sequence[T], owner: str = "") -> list[R]:
+        if not items:
+            return []
+        request: _Request[T, R] = _Request(items)
+        with self._ready:
+            self._ensure_threads()
+            if owner not in self._waiting:
+                self._waiting[owner] = deque()
+                self._waiting.move_to_end(owner, last=False)  # served least recently: first in the next batch
+            self._waiting[owner].append(request)
+            self._size += len(items)
+            self._ready.notify()
+        return request.future.result()
 
     def close(self) -> None:
         """Stop the batching threads once the batches in flight are done."""
-        with self._start_lock:
-            for thread in self._threads:
-                if thread.is_alive():
-                    self._pending.put(_STOP)  # type: ignore[arg-type]
-            self._threads = []
+        with self._ready:
+            self._stopping = True
+            self._ready.notify_all()
+            threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join(timeout=10)
+        with self._ready:
+            self._stopping = False  # a later call starts new threads
 
-    def _ensure_thread(self) -> None:
-        with self._start_lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            while len(self._threads) < self._workers:
-                thread = threading.Thread(target=self._loop, name="micro-batcher", daemon=True)
-                thread.start()
-                self._threads.append(thread)
+    def waiting(self) -> int:
+        """Items not yet handed to a batch."""
+        with self._ready:
+            return self._size
+
+    def _ensure_threads(self) -> None:
+        self._threads = [t for t in self._threads if t.is_alive()]
+        while len(self._threads) < self._workers:
+            thread = threading.Thread(target=self._loop, name="micro-batcher", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _loop(self) -> None:
         while True:
-            first = self._pending.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            size = len(batch[0][0])
-            deadline = time.monotonic() + self._max_wait_s
-            while size < self._max_batch_size:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = self._pending.get(timeout=remaining) if remaining > 0 else self._pending.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._pending.put(item)  # seen again (by this thread or another) after this batch runs
-                    break
-                batch.append(item)
-                size += len(item[0])
+            with self._ready:
+                while not self._size and not self._stopping:
+                    self._ready.wait()
+                if not self._size:  # stopping, and nothing left to run
+                    return
+                deadline = time.monotonic() + self._max_wait_s
+                while self._size < self._max_batch_size and not self._stopping:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._ready.wait(remaining)
+                batch = self._take()
+                more = self._size > 0
+            if more:  # another worker may start on what is left while this one runs
+                with self._ready:
+                    self._ready.notify()
             self._run(batch)
 
-    def _run(self, batch: list[tuple[Sequence[T], Future[list[R]]]]) -> None:
-        merged = [x for items, _ in batch for x in items]
+    def _take(self) -> list[tuple[_Request[T, R], int]]:
+        """The next batch: one item per owner in turn, until the size or cost cap (called holding the lock)."""
+        batch: list[tuple[_Request[T, R], int]] = []
+        spent = 0
+        while self._waiting and len(batch) < self._max_batch_size:
+            owner, requests = next(iter(self._waiting.items()))
+            request = requests[0]
+            cost = self._cost(request.items[request.taken])
+            if batch and self._max_batch_cost is not None and spent + cost > self._max_batch_cost:
+                break
+            batch.append((request, request.taken))
+            spent += cost
+            request.taken += 1
+            self._size -= 1
+            if request.taken == len(request.items):
+                requests.popleft()
+            if requests:
+                self._waiting.move_to_end(owner)  # the next item comes from the next owner
+            else:
+                del self._waiting[owner]
+        return batch
+
+    def _run(self, batch: list[tuple[_Request[T, R], int]]) -> None:
         try:
-            results = self._predict(merged)
+            results = self._predict([request.items[i] for request, i in batch])
         except Exception:
-            # One bad request must not fail its neighbours: run each alone so only it gets the error.
-            for items, future in batch:
+            # One bad request must not fail its neighbours: run each one's items alone so only it gets the error.
+            by_request: dict[_Request[T, R], list[int]] = {}
+            for request, i in batch:
+                by_request.setdefault(request, []).append(i)
+            for request, indexes in by_request.items():
                 try:
-                    future.set_result(self._predict(items))
+                    alone = self._predict([request.items[i] for i in indexes])
                 except Exception as exc:
-                    future.set_exception(exc)
+                    self._fail(request, exc)
+                    continue
+                self._deliver([(request, i) for i in indexes], alone)
             return
-        start = 0
-        for items, future in batch:
-            future.set_result(results[start : start + len(items)])
-            start += len(items)
+        self._deliver(batch, results)
+
+    def _deliver(self, batch: list[tuple[_Request[T, R], int]], results: list[R]) -> None:
+        """Store each item's result; a request whose last item this was gets its answer."""
+        done = []
+        with self._ready:  # other workers deliver to the same request
+            for (request, i), result in zip(batch, results, strict=True):
+                request.results[i] = result
+                request.left -= 1
+                if request.left == 0:
+                    done.append(request)
+        for request in done:
+            if not request.future.done():
+                request.future.set_result(cast("list[R]", request.results))
+
+    def _fail(self, request: _Request[T, R], exc: Exception) -> None:
+        """The request gets `exc`; its items not yet taken are dropped."""
+        with self._ready:
+            for owner, requests in list(self._waiting.items()):
+                if request in requests:
+                    requests.remove(request)
+                    self._size -= len(request.items) - request.taken
+                    if not requests:
+                        del self._waiting[owner]
+        if not request.future.done():
+            request.future.set_exception(exc)

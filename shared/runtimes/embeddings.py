@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import InvalidInput
@@ -17,19 +17,39 @@ from shared.schemas.embeddings import EmbeddingItem, EmbeddingsRequest, Embeddin
 from shared.schemas.usage import Meter
 from shared.settings import Settings
 
+if TYPE_CHECKING:
+    from tokenizers import Encoding
+
 
 class EmbeddingsRuntime:
-    """The deployment's ONNX model; concurrent `predict` calls are merged into micro-batches."""
+    """The deployment's ONNX model; concurrent `predict` calls are merged into micro-batches, shared fairly between
+    owners (tenants) and capped at `max_batch_tokens` tokens, so no request waits behind a big one's whole run."""
 
-    def __init__(self, runner: EmbeddingRunner, max_batch_size: int, max_wait_s: float, workers: int = 1) -> None:
+    def __init__(
+        self,
+        runner: EmbeddingRunner,
+        max_batch_size: int,
+        max_wait_s: float,
+        workers: int = 1,
+        max_batch_tokens: int | None = None,
+    ) -> None:
         self.runner = runner
-        self.predict = MicroBatcher(runner.predict, max_batch_size, max_wait_s, workers)
+        self.batcher = MicroBatcher(
+            runner.embed, max_batch_size, max_wait_s, workers, cost=_tokens, max_batch_cost=max_batch_tokens
+        )
+
+    def predict(self, texts: Sequence[str], owner: str = "") -> list[Embedding]:
+        return self.batcher(self.runner.tokenize(texts), owner)
 
     def load(self) -> None:
         self.runner.load()
 
     def close(self) -> None:
-        self.predict.close()
+        self.batcher.close()
+
+
+def _tokens(encoding: Encoding) -> int:
+    return len(encoding.ids)
 
 
 def check(request: EmbeddingsRequest, deployment: Deployment, edge: Edge) -> dict[str, Any]:
@@ -85,9 +105,14 @@ class EmbeddingsKind:
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> EmbeddingsRuntime:
         s = settings
         runner = EmbeddingRunner(
-            fetch(deployment.model.files), deployment.max_tokens, s.intra_op_threads, s.max_batch_size
+            fetch(deployment.model.files),
+            deployment.max_tokens,
+            max(1, s.intra_op_threads // s.batch_workers),  # the cores are shared by the concurrent runs
+            s.max_batch_size,
         )
-        return EmbeddingsRuntime(runner, s.max_batch_size, s.max_batch_wait_ms / 1000, s.batch_workers)
+        return EmbeddingsRuntime(
+            runner, s.max_batch_size, s.max_batch_wait_ms / 1000, s.batch_workers, s.max_batch_tokens
+        )
 
     def edge_tool(self, deployment: Deployment, fetch: Fetch) -> None:  # noqa: ARG002 (the protocol's)
         return None
@@ -102,7 +127,7 @@ class EmbeddingsKind:
     def execute(self, work: Work, payload: dict[str, Any], runtime: EmbeddingsRuntime) -> TaskOutput:
         request = parse(payload)
         check(request, work.deployment, Edge("error", work.settings))
-        embeddings = runtime.predict(request.inputs)
+        embeddings = runtime.predict(request.inputs, owner=work.job.tenant)
         vectors = [_encode(e, request.encoding_format) for e in embeddings]
         return output(work, vectors, sum(e.tokens for e in embeddings))
 

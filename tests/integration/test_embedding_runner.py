@@ -1,10 +1,12 @@
 """The ONNX Runtime embedding runner on the real all-MiniLM-L6-v2 int8 model."""
 
+import random
+
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
-from shared.runtimes.engines.onnx_embeddings import EmbeddingRunner
+from shared.runtimes.engines.onnx_embeddings import RUN_OVERHEAD_TOKENS, Embedding, EmbeddingRunner, runs
 from tests.conftest import MODEL_DIR
 
 
@@ -54,5 +56,46 @@ def test_token_counts_come_from_the_real_tokenizer_and_truncate_at_256(runner: E
 def test_the_shipped_fixed_128_padding_is_overridden(runner: EmbeddingRunner) -> None:
     # With the file's own settings every input would be 128 tokens wide; a batch pads to its longest input, so
     # a 3-word input (5 tokens with [CLS] and [SEP]) beside a 1-word one makes a batch 5 tokens wide.
-    feeds, mask = runner._preprocess(["three words here", "x"])
+    feeds, mask = runner._preprocess(runner.tokenize(["three words here", "x"]))
     assert feeds["input_ids"].shape == (2, 5) and mask.sum(axis=1).tolist() == [5, 3]
+
+
+def test_a_batch_of_mixed_lengths_runs_as_runs_of_similar_lengths(runner: EmbeddingRunner) -> None:
+    # Padding a 3-token input to a 200-token neighbour's width would cost ~66x its own run: they run apart.
+    widths: list[int] = []
+    run = runner._run
+
+    def spy(encodings: list[Encoding]) -> list[Embedding]:
+        widths.append(max(len(e.ids) for e in encodings))
+        return run(encodings)
+
+    runner._run = spy  # type: ignore[method-assign]
+    try:
+        out = runner.predict(["word " * 198, "x", "word " * 199, "y"])
+    finally:
+        del runner._run
+    assert sorted(widths) == [3, 201] and [e.tokens for e in out] == [200, 3, 201, 3]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_runs_cut_at_the_least_padded_cost(seed: int) -> None:
+    rng = random.Random(seed)
+    lengths = sorted(rng.randint(3, 60) for _ in range(rng.randint(1, 9)))
+    max_rows = rng.randint(1, 6)
+
+    def cost(cuts: list[slice]) -> int:
+        return sum(RUN_OVERHEAD_TOKENS + len(lengths[c]) * lengths[c][-1] for c in cuts)
+
+    def every_cutting(start: int) -> list[list[slice]]:  # brute force: all ways to cut lengths[start:]
+        if start == len(lengths):
+            return [[]]
+        return [
+            [slice(start, end), *rest]
+            for end in range(start + 1, min(len(lengths), start + max_rows) + 1)
+            for rest in every_cutting(end)
+        ]
+
+    found = runs(lengths, max_rows)
+    assert [i for c in found for i in range(c.start, c.stop)] == list(range(len(lengths)))
+    assert all(c.stop - c.start <= max_rows for c in found)
+    assert cost(found) == min(cost(c) for c in every_cutting(0))

@@ -64,9 +64,67 @@ def test_what_waits_while_the_engine_is_busy_is_the_next_batch_with_no_wait_for_
     for t in others:
         t.start()
     deadline = time.monotonic() + 5
-    while batcher._pending.qsize() < 7 and time.monotonic() < deadline:
+    while batcher.waiting() < 7 and time.monotonic() < deadline:
         time.sleep(0.001)
     gate.set()
     for t in [first, *others]:
         t.join(5)
     assert calls[0] == [0] and sorted(calls[1]) == list(range(1, 8)) and len(calls) == 2
+
+
+def test_a_big_request_runs_in_capped_batches_and_another_owner_is_served_in_the_next_one() -> None:
+    calls: list[list[str]] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def predict(items: Sequence[str]) -> list[str]:
+        calls.append(list(items))
+        started.set()
+        gate.wait(5)  # the first batch runs until the small request is waiting
+        return [s.upper() for s in items]
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(predict, max_batch_size=32, max_wait_s=0, cost=len, max_batch_cost=4)
+    big = [f"b{i:02d}" for i in range(20)]  # 3 characters each: one item per batch under a cost cap of 4
+    results: dict[str, list[str]] = {}
+    first = threading.Thread(target=lambda: results.update(big=batcher(big, "tenant-a")))
+    first.start()
+    assert started.wait(5)
+    small = threading.Thread(target=lambda: results.update(small=batcher(["s"], "tenant-b")))
+    small.start()
+    deadline = time.monotonic() + 5
+    while batcher.waiting() < 20 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    gate.set()
+    for t in (first, small):
+        t.join(5)
+    assert results == {"big": [s.upper() for s in big], "small": ["S"]}
+    assert calls[0] == ["b00"] and calls[1][0] == "s"  # capped at 4 characters; the other tenant went next
+    assert all(sum(map(len, c)) <= 4 for c in calls)
+
+
+def test_owners_take_turns_item_by_item() -> None:
+    calls: list[list[str]] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def predict(items: Sequence[str]) -> list[str]:
+        calls.append(list(items))
+        started.set()
+        gate.wait(5)
+        return list(items)
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(predict, max_batch_size=4, max_wait_s=0)
+    threads = [threading.Thread(target=batcher, args=(["warm"], "x"))]
+    threads[0].start()
+    assert started.wait(5)  # the engine is busy; what follows queues up
+    waiting = 0
+    for owner, items in (("a", ["a1", "a2", "a3", "a4"]), ("b", ["b1", "b2"]), ("c", ["c1"])):
+        threads.append(threading.Thread(target=batcher, args=(items, owner)))
+        threads[-1].start()
+        waiting += len(items)
+        deadline = time.monotonic() + 5
+        while batcher.waiting() < waiting and time.monotonic() < deadline:  # in this order
+            time.sleep(0.001)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    # the newest owner first (served least recently), then turns: c, b, a, b, a, then a's rest
+    assert calls[1:] == [["c1", "b1", "a1", "b2"], ["a2", "a3", "a4"]]

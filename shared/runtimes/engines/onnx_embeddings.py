@@ -14,7 +14,11 @@ from shared.domain.errors import ModelError
 
 if TYPE_CHECKING:
     import onnxruntime
-    from tokenizers import Tokenizer
+    from tokenizers import Encoding, Tokenizer
+
+# What one session run costs beyond its rows, in token-rows: all-MiniLM-L6-v2 int8 on one core runs in about
+# 1.4 ms + 0.24 ms per token-row, so a run is worth about 6 token-rows of padding (`scripts/bench.py`, raw rows).
+RUN_OVERHEAD_TOKENS = 6
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class EmbeddingRunner:
         self._session: onnxruntime.InferenceSession | None = None
         self._tokenizer: Tokenizer | None = None
         self._input_names: set[str] = set()
+        self._pad_id = 0
         self._lock = threading.Lock()
 
     def load(self) -> None:
@@ -42,9 +47,10 @@ class EmbeddingRunner:
             from tokenizers import Tokenizer
 
             tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-            # The shipped tokenizer pads to a fixed 128; pad to the longest input of each batch instead.
-            tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+            # The shipped tokenizer pads to a fixed 128; `_preprocess` pads each run to its own longest input.
+            tokenizer.no_padding()
             tokenizer.enable_truncation(max_length=self.max_tokens)
+            self._pad_id = tokenizer.token_to_id("[PAD]") or 0
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.intra_op_threads
             options.inter_op_num_threads = 1
@@ -58,31 +64,44 @@ class EmbeddingRunner:
             self._tokenizer, self._session = tokenizer, session
 
     def predict(self, texts: Sequence[str]) -> list[Embedding]:
+        return self.embed(self.tokenize(texts))
+
+    def tokenize(self, texts: Sequence[str]) -> list[Encoding]:
+        """Each text's tokens, truncated at `max_tokens`, unpadded."""
         self.load()
-        # Similar lengths together waste less padding; results go back in the caller's order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[Embedding | None] = [None] * len(texts)
-        for start in range(0, len(order), self.max_batch_size):
-            chunk = order[start : start + self.max_batch_size]
-            for i, emb in zip(chunk, self._run([texts[i] for i in chunk]), strict=True):
+        assert self._tokenizer is not None
+        return self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
+
+    def embed(self, encodings: Sequence[Encoding]) -> list[Embedding]:
+        self.load()
+        # Runs of similar token lengths, each padded only to its own longest: padding is most of the waste in a
+        # batch of mixed lengths. Results go back in the caller's order.
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        out: list[Embedding | None] = [None] * len(encodings)
+        for run in runs([len(encodings[i].ids) for i in order], self.max_batch_size):
+            chunk = order[run]
+            for i, emb in zip(chunk, self._run([encodings[i] for i in chunk]), strict=True):
                 out[i] = emb
         return [e for e in out if e is not None]
 
-    def _run(self, texts: list[str]) -> list[Embedding]:
-        assert self._tokenizer is not None and self._session is not None
-        feeds, mask = self._preprocess(texts)
+    def _run(self, encodings: list[Encoding]) -> list[Embedding]:
+        assert self._session is not None
+        feeds, mask = self._preprocess(encodings)
         try:
             (hidden, *_) = self._session.run(None, {k: v for k, v in feeds.items() if k in self._input_names})
         except Exception as exc:  # onnxruntime raises its own types; the job fails with the reason
             raise ModelError(f"model run failed: {exc}") from exc
         return self._postprocess(np.asarray(hidden), mask)
 
-    def _preprocess(self, texts: list[str]) -> tuple[dict[str, Any], np.ndarray]:
-        assert self._tokenizer is not None
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
+    def _preprocess(self, encodings: list[Encoding]) -> tuple[dict[str, Any], np.ndarray]:
+        """One run's feeds, padded to its longest input."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            ids[row, :n], mask[row, :n], types[row, :n] = e.ids, e.attention_mask, e.type_ids
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, mask
 
     @staticmethod
@@ -93,3 +112,22 @@ class EmbeddingRunner:
         return [
             Embedding(vector=v.astype(np.float32), tokens=int(n)) for v, n in zip(normed, mask.sum(axis=1), strict=True)
         ]
+
+
+def runs(lengths: Sequence[int], max_rows: int, overhead: int = RUN_OVERHEAD_TOKENS) -> list[slice]:
+    """Cut ascending `lengths` into consecutive runs of at most `max_rows`, at the least total cost, where a run
+    costs `overhead` + rows x its longest length (what padding to the longest makes ORT compute). Exact, by
+    dynamic programming over the cut points: O(n x max_rows)."""
+    n = len(lengths)
+    best = [0] + [0x7FFFFFFF] * n  # best[i]: the cheapest cost of the first i lengths
+    cut = [0] * (n + 1)
+    for i in range(1, n + 1):
+        for j in range(max(0, i - max_rows), i):
+            cost = best[j] + overhead + (i - j) * lengths[i - 1]
+            if cost < best[i]:
+                best[i], cut[i] = cost, j
+    slices: list[slice] = []
+    while n:
+        slices.append(slice(cut[n], n))
+        n = cut[n]
+    return slices[::-1]
