@@ -150,6 +150,7 @@ def bootstrap(
         stats=stats,
         signals=signals,
         registry=registry,
+        queue=queue,
         cross_process=cross_process,
     )
     billing = Billing(settings=settings, config=config, router=router, ledger=ledger, blobs=blobs, stats=stats)

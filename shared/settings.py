@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(default=0.0, ge=0)
     batch_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)  # batches run at once
     worker_concurrency: int = Field(default=32, ge=1)
+    # Fair sharing between tenants: a worker instance runs at most `tenant_max_running` jobs of one tenant at
+    # once; a message past that goes back on the queue, invisible for `tenant_defer_s`.
+    tenant_max_running: int = Field(default=8, ge=1)
+    tenant_defer_s: float = Field(default=1.0, ge=0)
 
     # Billing. A tenant's month-to-date cost is re-read from the ledger at most every `budget_cache_s` when
     # checking its monthly budget (so it may overshoot by what it spends in that window).

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,7 @@ from shared.domain import deployment_stats
 from shared.domain.config import AppConfig, Deployment
 from shared.domain.errors import ConfigError, Conflict, InvalidInput, NotFound, PermanentJobError, TransientError
 from shared.domain.jobs import Job, JobError, JobStatus, utcnow
-from shared.domain.ports import BlobStore, DeploymentStats, JobSignals, JobStore, UsageStream
+from shared.domain.ports import BlobStore, DeploymentStats, JobQueue, JobSignals, JobStore, UsageStream
 from shared.domain.routing import Router
 from shared.runtimes.base import Kind, TaskOutput, Work
 from shared.runtimes.registry import RuntimeRegistry
@@ -43,6 +45,7 @@ class Worker:
         stats: DeploymentStats,
         signals: JobSignals,
         registry: RuntimeRegistry,
+        queue: JobQueue,
         cross_process: bool = False,
     ) -> None:
         self.settings = settings
@@ -55,6 +58,9 @@ class Worker:
         self.outcomes = OutcomeBuffer(stats, settings.stats_flush_s)
         self.signals = signals
         self.registry = registry
+        self.queue = queue  # where a job past its tenant's running bound goes back to
+        self._running: Counter[str] = Counter()  # jobs running here, per tenant
+        self._running_lock = threading.Lock()
         self.cross_process = cross_process  # a job may be cancelled by another process: its signal can't come
 
     def process(self, body: str | bytes) -> None:
@@ -63,6 +69,35 @@ class Worker:
         message = self._parse_message(body)
         if message is None:
             return
+        if not self._enter(message.tenant):
+            # Past the tenant's bound: back on the queue for later, as a new message (not a failed delivery, so
+            # no step towards poison). Other tenants' messages run meanwhile.
+            self.queue.send(body if isinstance(body, str) else body.decode("utf-8"), self.settings.tenant_defer_s)
+            log.info("job %s deferred: tenant %s has %d jobs running", message.job_id, message.tenant, self._limit)
+            return
+        try:
+            self._run(message)
+        finally:
+            self._leave(message.tenant)
+
+    def _enter(self, tenant: str) -> bool:
+        with self._running_lock:
+            if self._running[tenant] >= self._limit:
+                return False
+            self._running[tenant] += 1
+            return True
+
+    def _leave(self, tenant: str) -> None:
+        with self._running_lock:
+            self._running[tenant] -= 1
+            if not self._running[tenant]:
+                del self._running[tenant]
+
+    @property
+    def _limit(self) -> int:
+        return self.settings.tenant_max_running
+
+    def _run(self, message: JobMessage) -> None:
         job = self._job_for(message)
         if job is None or job.status.terminal:
             return  # a redelivery of a finished job changes nothing

@@ -36,6 +36,15 @@ def test_a_received_message_is_invisible_until_its_visibility_timeout_passes(que
     assert second.receipt != first.receipt
 
 
+def test_a_delayed_message_stays_invisible_for_its_delay(queues: Queues) -> None:
+    q = queues.queue
+    q.send('{"later": 1}', delay_s=2)
+    q.send('{"now": 1}')
+    assert [m.body for m in q.receive(10, 30)] == ['{"now": 1}']  # the delayed one is not there yet
+    later = receive_one(q, visibility_timeout_s=30)
+    assert (later.body, later.dequeue_count) == ('{"later": 1}', 1)
+
+
 def test_a_stale_receipt_neither_deletes_nor_releases(queues: Queues) -> None:
     q = queues.queue
     q.send("m")

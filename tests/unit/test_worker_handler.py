@@ -5,12 +5,13 @@ cancelled while it runs (billed for the work done, once)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 
-from shared.adapters.memory import MemoryDeploymentStats, MemoryJobStore, MemoryUsageLog
+from shared.adapters.memory import MemoryDeploymentStats, MemoryJobQueue, MemoryJobStore, MemoryUsageLog
 from shared.domain.errors import InvalidInput, ModelError, StorageUnavailable
 from shared.domain.jobs import Job, JobStatus, utcnow
 from shared.schemas.messages import JobMessage
@@ -19,6 +20,7 @@ from tests.unit.fakes import (
     ACME,
     CHAT,
     EMBED,
+    GLOBEX,
     SCORER,
     SHADOW,
     FakeModels,
@@ -363,3 +365,34 @@ def test_a_generation_keeps_its_usage_with_the_job_before_publishing_it() -> Non
     done = run_next(app)
     assert done.usage_published and len(logged(app)) == 2
     assert store.replaces == 3  # running, succeeded with usage kept (unpublished), then marked published
+
+
+def test_a_tenant_past_its_running_bound_is_deferred_while_other_tenants_run() -> None:
+    clock = [1000.0]
+    app = fake_app(unit_settings(tenant_max_running=1, tenant_defer_s=30), queue=MemoryJobQueue(clock=lambda: clock[0]))
+    first, second = submit(app, {"input": "a"}, key="1"), submit(app, {"input": "b"}, key="2")
+    other = submit(app, {"input": "c"}, caller=GLOBEX)
+    bodies = [take(app) for _ in range(3)]
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_the_first() -> None:
+        if not inside.is_set():
+            inside.set()
+            assert release.wait(5)
+
+    runtime(app, EMBED).during = hold_the_first
+    running = threading.Thread(target=app.worker.process, args=(bodies[0],))
+    running.start()
+    assert inside.wait(5)  # acme's first job is running
+    app.worker.process(bodies[1])  # acme's second: deferred, not run
+    app.worker.process(bodies[2])  # globex's runs at once
+    release.set()
+    running.join(5)
+    status = {j.id: app.store.get(j.id).status for j in (first, second, other)}  # type: ignore[union-attr]
+    assert status == {first.id: JobStatus.SUCCEEDED, second.id: JobStatus.QUEUED, other.id: JobStatus.SUCCEEDED}
+    assert app.queue.receive(10, 60) == []  # the deferred message is invisible for tenant_defer_s
+    clock[0] += 30
+    (message,) = app.queue.receive(10, 60)
+    assert message.dequeue_count == 1  # a new message: the deferral was no failed delivery
+    app.worker.process(message.body)
+    assert app.store.get(second.id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]

@@ -51,7 +51,7 @@ class AzureJobQueue:
             raise StorageUnavailable(f"queue {self.name} has no poison queue")
         return self._poison
 
-    def send(self, body: str) -> None:
+    def send(self, body: str, delay_s: float = 0) -> None:
         size = encoded_size(body)
         if size > MAX_MESSAGE_BYTES:
             raise StorageUnavailable(
@@ -60,7 +60,8 @@ class AzureJobQueue:
             )
         self._create()
         with translated(f"send to queue {self.name}"):
-            self.client.send_message(body)
+            # Whole seconds on the wire: a delay is rounded up, so a deferred message never comes back early.
+            self.client.send_message(body, visibility_timeout=math.ceil(delay_s) if delay_s > 0 else None)
 
     def receive(self, max_messages: int, visibility_timeout_s: float) -> list[ReceivedMessage]:
         if max_messages <= 0:

@@ -36,9 +36,9 @@ class MemoryJobQueue:
     def ping(self) -> None:
         """Memory always answers."""
 
-    def send(self, body: str) -> None:
+    def send(self, body: str, delay_s: float = 0) -> None:
         with self._lock:
-            message = _Message(uuid.uuid4().hex, body, next(self._seq), self._clock())
+            message = _Message(uuid.uuid4().hex, body, next(self._seq), self._clock() + delay_s)
             self._messages[message.id] = message
         self.sent.set()
 

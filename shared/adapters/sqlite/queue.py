@@ -32,12 +32,12 @@ class SqliteJobQueue:
     def ping(self) -> None:
         self.db.ping("queue_messages")
 
-    def send(self, body: str) -> None:
+    def send(self, body: str, delay_s: float = 0) -> None:
         now = time.time()
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO queue_messages (id, queue, body, inserted_at, visible_at) VALUES (?, ?, ?, ?, ?)",
-                (uuid.uuid4().hex, self.name, body, now, now),
+                (uuid.uuid4().hex, self.name, body, now, now + delay_s),
             )
         self.sent.set()
 
