@@ -2,8 +2,10 @@
 
 One table per workload, all from the same run on the same machine (printed first):
 - Embeddings (all-MiniLM-L6-v2 int8, N texts of 6-24 words, one text per request): raw ONNX Runtime at batch 1 and
-  32 (length-sorted) x 1 thread and threads = cores (the best of these is "best raw"), the product's runner in
-  process, a plain FastAPI + ORT server (scripts/peer_server.py) and the local host, at 1 and 16 clients.
+  32 (length-sorted) x 1 thread, threads = cores in one run, and one 1-thread run per core at once (the best of
+  these is "best raw"), the product's runner in process, a plain FastAPI + ORT server (scripts/peer_server.py)
+  and the local host, at 1 and 16 clients.
+- Fair sharing: another tenant's one-input requests while one tenant's 2,048 x 1,600-character job runs.
 - Generation (the tiny random-weight chat model): a raw onnxruntime-genai loop, the runner, the host sync and
   streamed (time to the first chunk). What the pipeline adds per token, not a real model's speed.
 - Start-up: process start -> first embedding served (cold, model load included); host RSS after the load.
@@ -12,7 +14,7 @@ One table per workload, all from the same run on the same machine (printed first
 - Usage ledger (SQLite, one core), then cost per 1M tokens on Flex Consumption (prices: scripts/benchkit/cost.py).
 The host is started as `make run` starts it in this tree (or `--host-cmd`), with a temp data dir and config.
 Prints tables; asserts nothing. The load generator shares the machine with what it measures.
-    .venv/bin/python scripts/bench.py [--quick] [--texts 1000] [--only raw,runner,peer,host,generation,azure,ledger]
+    .venv/bin/python scripts/bench.py [--quick] [--texts 1000] [--only raw,runner,peer,host,fairness,...]
     .venv/bin/python scripts/bench.py --only generation --chat-model <onnxruntime-genai folder>
 """
 
@@ -30,6 +32,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the product, for the runner and ledger rows (imported lazily)
 
@@ -37,14 +41,17 @@ from benchkit import cost, engines, machine, processes, report  # noqa: E402
 from benchkit.engines import MESSAGES, Run  # noqa: E402
 from benchkit.ledger import ledger_table  # noqa: E402
 from benchkit.load import load  # noqa: E402
-from benchkit.table import Table, num  # noqa: E402
+from benchkit.table import Table, num, percentile  # noqa: E402
 
-PARTS = ("raw", "runner", "peer", "host", "generation", "azure", "ledger")
+PARTS = ("raw", "runner", "peer", "host", "fairness", "generation", "azure", "ledger")
 GROUPS = {"embeddings": ("raw", "runner", "peer", "host"), "startup": ("host",), "storage": ("azure",)}
 CHAT_CANDIDATES = ("tests/fixtures/tiny-chat", "config/demo/tiny-chat")
 KEY = "bench-key"
 QUICK = {"texts": 200, "gen_requests": 5, "azure_requests": 40, "idle_seconds": 2.0, "ledger_events": 5_000}
 FULL = {"texts": 1000, "gen_requests": 20, "azure_requests": 200, "idle_seconds": 5.0, "ledger_events": 50_000}
+QUICK |= {"big_inputs": 64}
+FULL |= {"big_inputs": 2048}
+BIG_INPUT_CHARS = 1600
 
 
 @dataclass
@@ -106,10 +113,13 @@ def progress(what: str) -> None:
 def embedding_rows(b: Bench) -> None:
     model = b.args.model_dir
     if "raw" in b.parts:
+        # threads = cores either inside one run (intra-op) or as one single-threaded run per core
+        configs = [(t, 1) for t in sorted({1, b.cores})] + ([(1, b.cores)] if b.cores > 1 else [])
         for batch, sort in ((1, False), (32, True)):
-            for threads in sorted({1, b.cores}):
-                label = f"raw ORT, batch {batch}{', length-sorted' if sort else ''}, {threads} thread(s)"
-                step = partial(engines.raw_embeddings, model, b.texts, batch, threads, sort)
+            for threads, runs in configs:
+                at_once = f", {runs} runs at once" if runs > 1 else ""
+                label = f"raw ORT, batch {batch}{', length-sorted' if sort else ''}, {threads} thread(s){at_once}"
+                step = partial(engines.raw_embeddings, model, b.texts, batch, threads, sort, runs)
                 b.measure(b.embeddings, "embeddings", label, step)
     if "runner" in b.parts:
         label = f"product runner in process, batch 32, {b.cores} thread(s)"
@@ -193,6 +203,53 @@ def profiled(b: Bench, server: processes.Server, active: bool) -> Iterator[None]
     with processes.py_spy(server.process.pid, b.args.py_spy) as note:
         yield
     b.note("embeddings", note.replace("{load}", f"the {max(b.args.clients)}-client load"))
+
+
+# --- fair sharing --------------------------------------------------------------------------------------------------
+
+
+def fairness_rows(b: Bench) -> Table:
+    """One tenant's async job of `--big-inputs` x 1,600-character inputs; meanwhile another tenant sends one-input
+    sync requests one after another until the big job ends: their latency is what sharing the engine costs."""
+    table = Table("Fair sharing: another tenant's requests while one big job runs", ["row", "value"])
+    bodies = embed_bodies(b)
+    workdir = b.workdir / "fairness"
+    workdir.mkdir(exist_ok=True)
+    server, _ = processes.start_host(b.args.host_cmd, ROOT, workdir, b.host_config, KEY, host_env(b), bodies[0])
+    words = " ".join(engines.corpus(400, b.args.seed + 1))
+    big = {
+        "model": bodies[0]["model"],
+        "input": [words[i * 7 : i * 7 + BIG_INPUT_CHARS] for i in range(b.args.big_inputs)],
+    }
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            other = {"api-key": processes.OTHER_TENANT_KEY}
+            client.post("/embeddings", json=bodies[1], headers=other)  # warm: this tenant's first request
+            start = time.perf_counter()
+            accepted = client.post("/embeddings", json=big, headers={"api-key": KEY, "Prefer": "respond-async"})
+            if accepted.status_code != 202:
+                raise RuntimeError(f"the big job was not accepted: {accepted.status_code} {accepted.text[:300]}")
+            job = accepted.headers["Operation-Location"]
+            latencies, errors, i = [], 0, 0
+            while True:
+                i += 1
+                t0 = time.perf_counter()
+                response = client.post("/embeddings", json=bodies[i % len(bodies)], headers=other)
+                latencies.append(time.perf_counter() - t0)
+                errors += response.status_code != 200
+                status = client.get(job, headers={"api-key": KEY}).json()["status"]
+                if status not in ("queued", "running"):
+                    break
+            big_s = time.perf_counter() - start
+    finally:
+        server.stop()
+    ms = [x * 1000 for x in latencies]
+    table.add(f"big job: {b.args.big_inputs} inputs x {BIG_INPUT_CHARS} characters ({status})", f"{big_s:.1f} s")
+    table.add("other tenant's one-input sync requests meanwhile", f"{len(ms)} ({errors} not 200)")
+    for label, q in (("p50", 0.5), ("p95", 0.95), ("max", 1.0)):
+        table.add(f"  latency {label}", f"{percentile(ms, q):,.0f} ms")
+    table.notes.append("settings as the host defaults (--host-env to try others); the two tenants share one host")
+    return table
 
 
 # --- generation ----------------------------------------------------------------------------------------------------
@@ -310,6 +367,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--gen-threads", type=int, default=1, help="intra-op threads of the raw and runner rows")
     parser.add_argument("--azure-requests", type=int, help="requests per Azurite row")
+    parser.add_argument("--big-inputs", type=int, help="inputs of the fair-sharing row's big job")
     parser.add_argument("--idle-seconds", type=float, help="how long to count idle polling")
     parser.add_argument("--ledger-events", type=int)
     parser.add_argument("--ledger-batches", default="64,256,1024")
@@ -357,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 report.embeddings_table(b.embeddings, len(b.texts), b.notes.get("embeddings", [])).render(), flush=True
             )
+        if "fairness" in parts:
+            b.attempt("fairness", "fair sharing", lambda: print(fairness_rows(b).render(), flush=True))
+            for line in b.notes.get("fairness", []):
+                print(f"  {line}")
         if "generation" in parts:
             print(report.generation_table(b.generation, b.notes.get("generation", [])).render(), flush=True)
         if "azure" in parts:

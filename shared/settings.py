@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # round-robin between tenants; a worker runs up to `worker_concurrency` jobs at once.
     intra_op_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_batch_size: int = 32
-    max_batch_tokens: int = Field(default=1024, ge=1)
+    max_batch_tokens: int = Field(default=512, ge=1)
     max_batch_wait_ms: float = Field(default=0.0, ge=0)
     batch_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)  # batches run at once
     worker_concurrency: int = Field(default=32, ge=1)

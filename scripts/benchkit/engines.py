@@ -10,6 +10,7 @@ import importlib
 import inspect
 import json
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,16 +85,32 @@ class RawEmbedder:
         return [sum(e.attention_mask) for e in self.tokenizer.encode_batch(texts)]
 
 
-def raw_embeddings(model_dir: Path, texts: list[str], batch: int, threads: int, sort: bool) -> Run:
+def raw_embeddings(model_dir: Path, texts: list[str], batch: int, threads: int, sort: bool, runs: int = 1) -> Run:
+    """The corpus in batches of `batch`, `runs` batches at once (threads sharing one session, each run on
+    `threads` intra-op threads)."""
     engine = RawEmbedder(model_dir, threads)
     engine.embed(texts[:batch])  # warm up: the first run allocates
     latencies: list[float] = []
-    start = time.perf_counter()
     ordered = sorted(texts, key=len) if sort else texts
-    for i in range(0, len(ordered), batch):
-        t0 = time.perf_counter()
-        engine.embed(ordered[i : i + batch])
-        latencies.append(time.perf_counter() - t0)
+    batches = iter([ordered[i : i + batch] for i in range(0, len(ordered), batch)])
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                texts = next(batches, None)
+            if texts is None:
+                return
+            t0 = time.perf_counter()
+            engine.embed(texts)
+            latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=worker) for _ in range(runs)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
     return Run(len(texts), time.perf_counter() - start, latencies if batch == 1 else [])
 
 

@@ -153,9 +153,12 @@ class HostConfig:
     chat_dir: Path | None
 
 
+OTHER_TENANT_KEY = "bench-other-key"  # a second tenant, for the fair-sharing row
+
+
 def write_host_config(root: Path, out: Path, key: str) -> HostConfig:
-    """The tree's example config with model paths made absolute, and a tenant for `key` if it has no demo tenant
-    (the host gives the demo tenant INFERQ_API_KEY)."""
+    """The tree's example config with model paths made absolute, a tenant for `key` if it has no demo tenant
+    (the host gives the demo tenant INFERQ_API_KEY), and a second tenant for `OTHER_TENANT_KEY`."""
     text = (root / "config" / "inferq.toml").read_text()
 
     def absolute(m: re.Match[str]) -> str:
@@ -166,10 +169,15 @@ def write_host_config(root: Path, out: Path, key: str) -> HostConfig:
 
     text = re.sub(r'^(\s*(?:source|script)\s*=\s*")([^"]*)(")', absolute, text, flags=re.M)
     data = tomllib.loads(text)
+
+    def tenant(name: str, key: str) -> str:
+        return f'[[tenants]]\nname = "{name}"\nkey_sha256 = ["{hashlib.sha256(key.encode()).hexdigest()}"]\n\n'
+
+    tenants = tenant("bench-other", OTHER_TENANT_KEY)
     if not any(t.get("demo") for t in data.get("tenants", [])):
-        tenant = f'[[tenants]]\nname = "bench"\nkey_sha256 = ["{hashlib.sha256(key.encode()).hexdigest()}"]\n\n'
-        at = text.index("[[deployments]]")
-        text = text[:at] + tenant + text[at:]
+        tenants += tenant("bench", key)
+    at = text.index("[[deployments]]")
+    text = text[:at] + tenants + text[at:]
     out.write_text(text)
     deployments = data.get("deployments", [])
     embeddings = next(d["name"] for d in deployments if d.get("kind") == "embeddings")

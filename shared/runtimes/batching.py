@@ -47,6 +47,7 @@ class MicroBatcher(Generic[T, R]):
         workers: int = 1,
         cost: Callable[[T], int] = lambda _: 1,
         max_batch_cost: int | None = None,
+        run_overhead: int = 1,
     ) -> None:
         self._predict = predict
         self._max_batch_size = max_batch_size
@@ -54,6 +55,7 @@ class MicroBatcher(Generic[T, R]):
         self._workers = workers  # batches run at once (ONNX Runtime sessions take concurrent runs)
         self._cost = cost
         self._max_batch_cost = max_batch_cost  # a batch's items cost at most this, unless one item alone does
+        self._run_overhead = run_overhead  # what one more `predict` call costs, in cost units (see `runs`)
         self._waiting: OrderedDict[str, deque[_Request[T, R]]] = OrderedDict()  # owner -> its requests, in turn
         self._size = 0  # items waiting
         self._ready = threading.Condition()
@@ -140,6 +142,14 @@ class MicroBatcher(Generic[T, R]):
         return batch
 
     def _run(self, batch: list[tuple[_Request[T, R], int]]) -> None:
+        """The batch as runs of similar cost, cheapest first, each delivered as it ends: a short request that
+        shares a batch with long ones is answered after its own run, not theirs."""
+        costs = [self._cost(request.items[i]) for request, i in batch]
+        order = sorted(range(len(batch)), key=costs.__getitem__)
+        for cut in runs([costs[k] for k in order], self._max_batch_size, self._run_overhead):
+            self._run_once([batch[k] for k in order[cut]])
+
+    def _run_once(self, batch: list[tuple[_Request[T, R], int]]) -> None:
         try:
             results = self._predict([request.items[i] for request, i in batch])
         except Exception:
@@ -181,3 +191,22 @@ class MicroBatcher(Generic[T, R]):
                         del self._waiting[owner]
         if not request.future.done():
             request.future.set_exception(exc)
+
+
+def runs(costs: Sequence[int], max_rows: int, overhead: int) -> list[slice]:
+    """Cut ascending `costs` into consecutive runs of at most `max_rows`, at the least total, where a run costs
+    `overhead` + rows x its largest cost (what padding every input to the longest makes a model compute).
+    Exact, by dynamic programming over the cut points: O(n x max_rows)."""
+    n = len(costs)
+    best = [0] + [0x7FFFFFFFFFFF] * n  # best[i]: the cheapest cutting of the first i
+    cut = [0] * (n + 1)
+    for i in range(1, n + 1):
+        for j in range(max(0, i - max_rows), i):
+            total = best[j] + overhead + (i - j) * costs[i - 1]
+            if total < best[i]:
+                best[i], cut[i] = total, j
+    slices: list[slice] = []
+    while n:
+        slices.append(slice(cut[n], n))
+        n = cut[n]
+    return slices[::-1]

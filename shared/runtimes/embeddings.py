@@ -12,7 +12,7 @@ from shared.domain.errors import InvalidInput
 from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, chars_to_tokens, check_unicode, extras_allowed
 from shared.runtimes.base import parse_payload as _parse
 from shared.runtimes.batching import MicroBatcher
-from shared.runtimes.engines.onnx_embeddings import Embedding, EmbeddingRunner
+from shared.runtimes.engines.onnx_embeddings import RUN_OVERHEAD_TOKENS, Embedding, EmbeddingRunner
 from shared.schemas.embeddings import EmbeddingItem, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
 from shared.schemas.usage import Meter
 from shared.settings import Settings
@@ -35,7 +35,13 @@ class EmbeddingsRuntime:
     ) -> None:
         self.runner = runner
         self.batcher = MicroBatcher(
-            runner.embed, max_batch_size, max_wait_s, workers, cost=_tokens, max_batch_cost=max_batch_tokens
+            runner.embed,
+            max_batch_size,
+            max_wait_s,
+            workers,
+            cost=_tokens,
+            max_batch_cost=max_batch_tokens,
+            run_overhead=RUN_OVERHEAD_TOKENS,
         )
 
     def predict(self, texts: Sequence[str], owner: str = "") -> list[Embedding]:

@@ -1,12 +1,10 @@
 """The ONNX Runtime embedding runner on the real all-MiniLM-L6-v2 int8 model."""
 
-import random
-
 import numpy as np
 import pytest
 from tokenizers import Encoding, Tokenizer
 
-from shared.runtimes.engines.onnx_embeddings import RUN_OVERHEAD_TOKENS, Embedding, EmbeddingRunner, runs
+from shared.runtimes.engines.onnx_embeddings import Embedding, EmbeddingRunner
 from tests.conftest import MODEL_DIR
 
 
@@ -75,27 +73,3 @@ def test_a_batch_of_mixed_lengths_runs_as_runs_of_similar_lengths(runner: Embedd
     finally:
         del runner._run
     assert sorted(widths) == [3, 201] and [e.tokens for e in out] == [200, 3, 201, 3]
-
-
-@pytest.mark.parametrize("seed", range(20))
-def test_runs_cut_at_the_least_padded_cost(seed: int) -> None:
-    rng = random.Random(seed)
-    lengths = sorted(rng.randint(3, 60) for _ in range(rng.randint(1, 9)))
-    max_rows = rng.randint(1, 6)
-
-    def cost(cuts: list[slice]) -> int:
-        return sum(RUN_OVERHEAD_TOKENS + len(lengths[c]) * lengths[c][-1] for c in cuts)
-
-    def every_cutting(start: int) -> list[list[slice]]:  # brute force: all ways to cut lengths[start:]
-        if start == len(lengths):
-            return [[]]
-        return [
-            [slice(start, end), *rest]
-            for end in range(start + 1, min(len(lengths), start + max_rows) + 1)
-            for rest in every_cutting(end)
-        ]
-
-    found = runs(lengths, max_rows)
-    assert [i for c in found for i in range(c.start, c.stop)] == list(range(len(lengths)))
-    assert all(c.stop - c.start <= max_rows for c in found)
-    assert cost(found) == min(cost(c) for c in every_cutting(0))

@@ -90,7 +90,7 @@ def test_a_message_failing_five_times_is_poisoned_and_its_job_failed_with_the_re
 ) -> None:
     calls = []
 
-    def broken(texts: Any) -> Any:
+    def broken(texts: Any, owner: str = "") -> Any:
         calls.append(texts)
         raise RuntimeError("runner crashed: out of memory")
 

@@ -1,10 +1,13 @@
+import random
 import threading
 import time
 from collections.abc import Sequence
 
 import pytest
 
-from shared.runtimes.batching import MicroBatcher
+from shared.runtimes.batching import MicroBatcher, runs
+
+OVERHEAD = 6
 
 
 def test_concurrent_calls_are_merged_and_answered_in_order() -> None:
@@ -128,3 +131,61 @@ def test_owners_take_turns_item_by_item() -> None:
         t.join(5)
     # the newest owner first (served least recently), then turns: c, b, a, b, a, then a's rest
     assert calls[1:] == [["c1", "b1", "a1", "b2"], ["a2", "a3", "a4"]]
+
+
+def test_a_short_request_sharing_a_batch_with_long_ones_is_answered_after_its_own_run() -> None:
+    calls: list[list[str]] = []
+    answered: dict[str, list[str]] = {}
+    started, gate = threading.Event(), threading.Event()
+
+    def predict(items: Sequence[str]) -> list[str]:
+        calls.append(list(items))
+        started.set()
+        gate.wait(5)
+        if "long" * 20 in items:  # the short request is back with its caller before the long run ends
+            deadline = time.monotonic() + 5
+            while "short" not in answered and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert answered.get("short") == ["s"]
+        return list(items)
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(predict, max_batch_size=8, max_wait_s=0, cost=len)
+    threads = [threading.Thread(target=batcher, args=(["warm"], "x"))]
+    threads[0].start()
+    assert started.wait(5)
+    threads.append(threading.Thread(target=lambda: answered.update(long=batcher(["long" * 20] * 2, "a"))))
+    threads.append(threading.Thread(target=lambda: answered.update(short=batcher(["s"], "b"))))
+    for t, waiting in zip(threads[1:], (2, 3), strict=True):
+        t.start()
+        deadline = time.monotonic() + 5
+        while batcher.waiting() < waiting and time.monotonic() < deadline:
+            time.sleep(0.001)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert calls[1:] == [["s"], ["long" * 20] * 2]  # one batch, two runs: the short one first
+    assert answered == {"short": ["s"], "long": ["long" * 20] * 2}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_runs_are_cut_at_the_least_padded_cost(seed: int) -> None:
+    rng = random.Random(seed)
+    lengths = sorted(rng.randint(3, 60) for _ in range(rng.randint(1, 9)))
+    max_rows = rng.randint(1, 6)
+
+    def cost(cuts: list[slice]) -> int:
+        return sum(OVERHEAD + len(lengths[c]) * lengths[c][-1] for c in cuts)
+
+    def every_cutting(start: int) -> list[list[slice]]:  # brute force: all ways to cut lengths[start:]
+        if start == len(lengths):
+            return [[]]
+        return [
+            [slice(start, end), *rest]
+            for end in range(start + 1, min(len(lengths), start + max_rows) + 1)
+            for rest in every_cutting(end)
+        ]
+
+    found = runs(lengths, max_rows, OVERHEAD)
+    assert [i for c in found for i in range(c.start, c.stop)] == list(range(len(lengths)))
+    assert all(c.stop - c.start <= max_rows for c in found)
+    assert cost(found) == min(cost(c) for c in every_cutting(0))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shared.domain.errors import ModelError
+from shared.runtimes.batching import runs
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -78,7 +79,7 @@ class EmbeddingRunner:
         # batch of mixed lengths. Results go back in the caller's order.
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         out: list[Embedding | None] = [None] * len(encodings)
-        for run in runs([len(encodings[i].ids) for i in order], self.max_batch_size):
+        for run in runs([len(encodings[i].ids) for i in order], self.max_batch_size, RUN_OVERHEAD_TOKENS):
             chunk = order[run]
             for i, emb in zip(chunk, self._run([encodings[i] for i in chunk]), strict=True):
                 out[i] = emb
@@ -112,22 +113,3 @@ class EmbeddingRunner:
         return [
             Embedding(vector=v.astype(np.float32), tokens=int(n)) for v, n in zip(normed, mask.sum(axis=1), strict=True)
         ]
-
-
-def runs(lengths: Sequence[int], max_rows: int, overhead: int = RUN_OVERHEAD_TOKENS) -> list[slice]:
-    """Cut ascending `lengths` into consecutive runs of at most `max_rows`, at the least total cost, where a run
-    costs `overhead` + rows x its longest length (what padding to the longest makes ORT compute). Exact, by
-    dynamic programming over the cut points: O(n x max_rows)."""
-    n = len(lengths)
-    best = [0] + [0x7FFFFFFF] * n  # best[i]: the cheapest cost of the first i lengths
-    cut = [0] * (n + 1)
-    for i in range(1, n + 1):
-        for j in range(max(0, i - max_rows), i):
-            cost = best[j] + overhead + (i - j) * lengths[i - 1]
-            if cost < best[i]:
-                best[i], cut[i] = cost, j
-    slices: list[slice] = []
-    while n:
-        slices.append(slice(cut[n], n))
-        n = cut[n]
-    return slices[::-1]
