@@ -13,9 +13,10 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
+from shared.domain.config import check_file_name
 from shared.domain.errors import ConfigError
 from shared.settings import Settings
 
@@ -34,13 +35,26 @@ def sha256_of(path: Path) -> str:
 
 def verify(folder: Path, files: dict[str, str]) -> Path:
     for name, expected in files.items():
-        path = folder / name
+        path = inside(folder, name)
         if not path.is_file():
             raise missing_file(folder, name)
         actual = sha256_of(path)
         if actual != expected:
-            raise ConfigError(f"model file {path} has sha256 {actual}, expected {expected}: refusing to load it")
+            raise ConfigError(f"file {path} has sha256 {actual}, expected {expected}: refusing to load it")
     return folder
+
+
+def inside(folder: Path, name: str) -> Path:
+    """`folder / name`, refused unless it stays inside the folder: no `..`, no absolute name, no symlink out."""
+    try:
+        check_file_name(name)
+    except ValueError as exc:
+        raise ConfigError(f"{folder}: {exc}") from None
+    path = folder / name
+    root = folder.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise ConfigError(f"{path} resolves to {path.resolve()}, outside its folder {root}: refusing to load it")
+    return path
 
 
 def missing_file(folder: Path, name: str) -> ConfigError:
@@ -106,9 +120,7 @@ class ModelSources:
         if kind == "local":
             return verify(Path(source), files)
         for name in files:
-            parts = PurePosixPath(name).parts
-            if not parts or name.startswith("/") or ".." in parts:
-                raise ConfigError(f"model file name {name!r} must be a relative path inside the model's folder")
+            inside(self.cache_dir, name)
         folder = self.cache_dir / version_key(files)
         if folder.is_dir():
             if _intact(folder, files):

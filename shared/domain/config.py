@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Iterable
 from decimal import Decimal
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,10 +41,26 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """Where a deployment's files come from: a local folder, a Blob URL or `s3://`, each file checked by sha256."""
+    """Where a deployment's files come from: a local folder, a Blob URL or `s3://`, each file checked by sha256.
+    A file's name is a path inside `source` (no `..`, not absolute): the folder declares where files may come from.
+    """
 
     source: str
     files: dict[str, Sha256]
+
+    @field_validator("files")
+    @classmethod
+    def _inside_source(cls, files: dict[str, str]) -> dict[str, str]:
+        for name in files:
+            check_file_name(name)
+        return files
+
+
+def check_file_name(name: str) -> None:
+    """ValueError unless `name` is a relative path that stays inside its folder (symlinks are checked on disk)."""
+    path = PurePosixPath(name)
+    if not name or "\\" in name or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"file name {name!r} must be a relative path inside its folder (no '..', not absolute)")
 
 
 class Deployment(_Strict):
