@@ -78,9 +78,7 @@ class RuntimeRegistry:
             return self._locks.setdefault(key, threading.Lock())
 
     def _fetcher(self, deployment: Deployment) -> Any:
-        source = deployment.model.source
-
-        def fetch(files: dict[str, str]) -> Path:
-            return self._models.fetch(source, files)
+        def fetch(files: dict[str, str], source: str | None = None) -> Path:
+            return self._models.fetch(source or deployment.model.source, files)
 
         return fetch

@@ -130,7 +130,8 @@ def test_the_package_is_what_funcignore_leaves_and_holds_everything_the_config_n
     for deployment in config.deployments:
         source = package / deployment.model.source
         assert all((source / name).is_file() for name in deployment.model.files), deployment.name
-        assert deployment.script is None or (package / deployment.script).is_file(), deployment.name
+        code = deployment.code
+        assert code is None or all((package / code.source / name).is_file() for name in code.files), deployment.name
 
 
 def test_funcignore_keeps_the_models_and_demo_files_but_not_the_remote_model_cache() -> None:

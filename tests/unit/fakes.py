@@ -91,6 +91,7 @@ CONFIG = AppConfig.model_validate(
                 "model_name": "linear",
                 "model": {"source": "fake://linear", "files": {}},
                 "script": "score.py",
+                "code": {"source": "fake://linear", "files": {"score.py": "0" * 64}},
                 "prices": {"requests": "0.01"},
             },
         ],
