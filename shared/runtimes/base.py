@@ -26,9 +26,9 @@ ExtraMode = Literal["error", "drop", "pass-through"]
 
 
 class Fetch(Protocol):
-    def __call__(self, files: dict[str, str], source: str | None = None) -> Path:
-        """Files (name → sha256) from `source` (default: the deployment's model source), fetched and verified,
-        in a local folder."""
+    def __call__(self, files: dict[str, str], of: Literal["model", "code"] = "model") -> Path:
+        """Files (name → sha256) of the deployment's model (or a scoring script's code), fetched from their source
+        and verified, in a local folder."""
         ...
 
 

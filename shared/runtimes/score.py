@@ -76,7 +76,7 @@ class ScoreKind:
         assert deployment.script is not None and deployment.code is not None  # the config requires them
         return ScoreRuntime(
             deployment.name,
-            fetch(deployment.code.files, deployment.code.source),  # pinned by sha256, like the model's files
+            fetch(deployment.code.files, of="code"),  # pinned by sha256, like the model's files
             deployment.script,
             fetch(deployment.model.files),
             run_timeout_s=settings.script_run_timeout_s,

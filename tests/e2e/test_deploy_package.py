@@ -164,7 +164,7 @@ def test_the_package_serves_embeddings_chat_and_score_on_azure_storage(package_h
     ("missing", "says"),
     [
         ("config/demo/tiny-chat/genai_config.json", "model file missing: config/demo/tiny-chat/genai_config.json"),
-        ("config/demo/scoring/score.py", "scoring script config/demo/scoring/score.py: the file does not exist"),
+        ("config/demo/scoring/score.py", "code file missing: config/demo/scoring/score.py"),
     ],
 )
 def test_a_package_without_a_file_the_config_needs_does_not_start_and_names_it(

@@ -127,7 +127,8 @@ def test_a_script_whose_sha256_differs_from_its_pin_is_refused_and_never_runs(tm
     (code / "score.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef init(): pass\ndef run(d): return d\n")
     wrong = sha("what was reviewed")
     service = _service(tmp_path, scorer(code=table(code, {"score.py": wrong})))
-    with pytest.raises(ConfigError, match=f"score.py has sha256 {sha256_of(code / 'score.py')}, expected {wrong}"):
+    actual = sha256_of(code / "score.py")
+    with pytest.raises(ConfigError, match=f"code file {code}/score.py has sha256 {actual}, expected {wrong}: refusing"):
         service.registry.preload(service.config.deployment("probe"))
     job_id = service.gateway.submit(ACME, service.gateway.route("probe", None, SCORE), {"data": {}}).job.id
     drain(pump(service))

@@ -112,7 +112,7 @@ class FakeModels:
         self.broken = broken
         self.fetched: list[str] = []
 
-    def fetch(self, source: str, files: dict[str, str]) -> Path:
+    def fetch(self, source: str, files: dict[str, str], what: str = "model") -> Path:  # noqa: ARG002
         self.fetched.append(source)
         if source in self.broken:
             raise ConfigError(f"model files missing: {source}")
