@@ -20,7 +20,7 @@ from shared.domain.jobs import JobStatus
 from shared.runtimes.engines.scoring_script import ScoringScript
 from shared.runtimes.score import KIND as SCORE
 from shared.settings import Settings
-from tests.conftest import write_config
+from tests.conftest import wait_for, write_config
 from tests.integration.test_worker import drain, pump
 
 ACME = Caller("acme")
@@ -211,6 +211,20 @@ def test_a_script_that_raises_hangs_or_dies_fails_that_call_and_the_next_one_wor
         assert (after == first) is (how in ("raise", "nan"))  # a new process only when the old one is gone
     finally:
         script.close()
+
+
+def test_a_stopped_script_takes_the_processes_it_started_with_it(tmp_path: Path) -> None:
+    started = tmp_path / "started.pid"
+    (tmp_path / "score.py").write_text(
+        "import pathlib, subprocess, time\ndef init(): pass\ndef run(d):\n"
+        f"    pathlib.Path({str(started)!r}).write_text(str(subprocess.Popen(['sleep', '3600']).pid))\n"
+        "    time.sleep(3600)\n"
+    )
+    script = ScoringScript("spawner", tmp_path, "score.py", tmp_path, run_timeout_s=0.5)
+    with pytest.raises(ScriptError, match="did not return within 0.5 s"):
+        script.run("{}")
+    stat = Path(f"/proc/{started.read_text()}/stat")
+    wait_for(lambda: not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")  # gone, or dead
 
 
 def test_an_init_that_hangs_fails_the_deployment_load_with_a_clear_error(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -104,6 +105,7 @@ class ScoringScript:
             stdout=subprocess.PIPE,
             env=env,
             cwd=path.parent,
+            start_new_session=True,  # its own process group: stopping it stops whatever it started
         )
         # A runtime dropped without close() (or left at exit) still ends its process.
         self._ending = weakref.finalize(self, _end, self._process, True)
@@ -156,17 +158,23 @@ class ScoringScript:
 
 
 def _end(process: subprocess.Popen[bytes], kill: bool) -> int:
-    """Closing its input ends the process once it is back from run(); a stuck one, or any when `kill`, is killed."""
-    if kill:
-        process.kill()
-    for pipe in (process.stdin, process.stdout):
-        try:
-            if pipe is not None:
-                pipe.close()
-        except OSError:
-            pass
+    """Stop the process and whatever it started (its process group); its exit code. Closing its input ends it once it
+    is back from run(); unless `kill`, it has a second for that before it is killed."""
     try:
-        return process.wait(timeout=1)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
+        if process.stdin is not None:
+            process.stdin.close()
+    except OSError:
+        pass
+    deadline = time.monotonic() + (0 if kill else 1)
+    # Wait without reaping it: while it is not reaped, its process group id can't be anyone else's.
+    while os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.01)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if process.stdout is not None:
+        process.stdout.close()
+    return process.wait()
