@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # once; a message past that goes back on the queue, invisible for `tenant_defer_s`.
     tenant_max_running: int = Field(default=8, ge=1)
     tenant_defer_s: float = Field(default=1.0, ge=0)
+    # Scoring scripts run in a process of their own: a run() past its timeout fails its job and the process is
+    # restarted; init() (loading the model) may take up to its own.
+    script_run_timeout_s: float = Field(default=60.0, gt=0)
+    script_init_timeout_s: float = Field(default=600.0, gt=0)
 
     # Billing. A tenant's month-to-date cost is re-read from the ledger at most every `budget_cache_s` when
     # checking its monthly budget (so it may overshoot by what it spends in that window).

@@ -13,9 +13,10 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
+from shared.domain.config import check_file_name
 from shared.domain.errors import ConfigError
 from shared.settings import Settings
 
@@ -32,21 +33,34 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(folder: Path, files: dict[str, str]) -> Path:
+def verify(folder: Path, files: dict[str, str], what: str = "model") -> Path:
     for name, expected in files.items():
-        path = folder / name
+        path = inside(folder, name)
         if not path.is_file():
-            raise missing_file(folder, name)
+            raise missing_file(folder, name, what)
         actual = sha256_of(path)
         if actual != expected:
-            raise ConfigError(f"model file {path} has sha256 {actual}, expected {expected}: refusing to load it")
+            raise ConfigError(f"{what} file {path} has sha256 {actual}, expected {expected}: refusing to load it")
     return folder
 
 
-def missing_file(folder: Path, name: str) -> ConfigError:
+def inside(folder: Path, name: str) -> Path:
+    """`folder / name`, refused unless it stays inside the folder: no `..`, no absolute name, no symlink out."""
+    try:
+        check_file_name(name)
+    except ValueError as exc:
+        raise ConfigError(f"{folder}: {exc}") from None
+    path = folder / name
+    root = folder.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise ConfigError(f"{path} resolves to {path.resolve()}, outside its folder {root}: refusing to load it")
+    return path
+
+
+def missing_file(folder: Path, name: str, what: str = "model") -> ConfigError:
     """What is missing, from which folder, and what puts it there: `make model` only for the folder it fills."""
     path = folder / name
-    if folder.parts[-2:] == FETCHED_MODEL_FOLDER:
+    if what == "model" and folder.parts[-2:] == FETCHED_MODEL_FOLDER:
         return ConfigError(
             f"model file missing: {path}: the default embeddings model is fetched by 'make model'; run it "
             "(before deploying, so the package includes it)"
@@ -54,7 +68,7 @@ def missing_file(folder: Path, name: str) -> ConfigError:
     where = folder.resolve()
     why = f"the folder {where} has no {name}" if folder.is_dir() else f"the folder {where} does not exist"
     return ConfigError(
-        f"model file missing: {path}: {why}. Every file in a deployment's model.files must be in its model.source "
+        f"{what} file missing: {path}: {why}. Every file in a deployment's {what}.files must be in its {what}.source "
         "folder, and a deployed package must include it (not under tests/, not left out by .funcignore)"
     )
 
@@ -101,14 +115,12 @@ class ModelSources:
 
         return cls(settings.models_dir / CACHE_DIR, {"blob": blob, "s3": s3})
 
-    def fetch(self, source: str, files: dict[str, str]) -> Path:
+    def fetch(self, source: str, files: dict[str, str], what: str = "model") -> Path:
         kind = source_kind(source)
         if kind == "local":
-            return verify(Path(source), files)
+            return verify(Path(source), files, what)
         for name in files:
-            parts = PurePosixPath(name).parts
-            if not parts or name.startswith("/") or ".." in parts:
-                raise ConfigError(f"model file name {name!r} must be a relative path inside the model's folder")
+            inside(self.cache_dir, name)
         folder = self.cache_dir / version_key(files)
         if folder.is_dir():
             if _intact(folder, files):
@@ -130,7 +142,7 @@ class ModelSources:
                 actual = sha256_of(dest)
                 if actual != expected:
                     raise ConfigError(
-                        f"model file {name} from {_redacted(source)} has sha256 {actual}, expected {expected}: "
+                        f"{what} file {name} from {_redacted(source)} has sha256 {actual}, expected {expected}: "
                         "refusing it (nothing was cached)"
                     )
             try:

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Iterable
 from decimal import Decimal
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,10 +41,26 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """Where a deployment's files come from: a local folder, a Blob URL or `s3://`, each file checked by sha256."""
+    """Where a deployment's files come from: a local folder, a Blob URL or `s3://`, each file checked by sha256.
+    A file's name is a path inside `source` (no `..`, not absolute): the folder declares where files may come from.
+    """
 
     source: str
     files: dict[str, Sha256]
+
+    @field_validator("files")
+    @classmethod
+    def _inside_source(cls, files: dict[str, str]) -> dict[str, str]:
+        for name in files:
+            check_file_name(name)
+        return files
+
+
+def check_file_name(name: str) -> None:
+    """ValueError unless `name` is a relative path that stays inside its folder (symlinks are checked on disk)."""
+    path = PurePosixPath(name)
+    if not name or "\\" in name or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"file name {name!r} must be a relative path inside its folder (no '..', not absolute)")
 
 
 class Deployment(_Strict):
@@ -54,7 +70,8 @@ class Deployment(_Strict):
     model_provider: str = "inferq"
     description: str = ""
     model: ModelSpec
-    script: str | None = None  # kind "score": the Python file with init() and run(raw_data)
+    script: str | None = None  # kind "score": the Python file with init() and run(raw_data), one of code.files
+    code: ModelSpec | None = None  # kind "score": the script's folder (Azure ML's `code`), its files pinned
     max_tokens: int = Field(default=256, gt=0)
     dimensions: int | None = None
     prices: dict[Meter, Decimal] = Field(default_factory=dict)
@@ -71,8 +88,15 @@ class Deployment(_Strict):
     def _script_for_score(self) -> Deployment:
         if self.kind is RunnerKind.SCORE and not self.script:
             raise ValueError(f"deployment {self.name!r} of kind 'score' needs `script` (a .py file)")
-        if self.kind is not RunnerKind.SCORE and self.script:
-            raise ValueError(f"deployment {self.name!r}: `script` is only for kind 'score'")
+        if self.kind is not RunnerKind.SCORE and (self.script or self.code):
+            raise ValueError(f"deployment {self.name!r}: `script` and `code` are only for kind 'score'")
+        if self.script and (self.code is None or self.script not in self.code.files):
+            # Operator-supplied code runs in the worker: only a file of a declared folder, pinned like model files.
+            raise ValueError(
+                f"deployment {self.name!r}: script {self.script!r} must be one of `code.files` (a file name in the "
+                'folder `code.source`, with its sha256), e.g. script = "score.py" and [deployments.code] '
+                'source = "config/demo/scoring", files = { "score.py" = "<sha256>" }'
+            )
         return self
 
 

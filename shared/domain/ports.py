@@ -161,8 +161,9 @@ class DeploymentStats(Pingable, Protocol):
 
 
 class ModelSource(Protocol):
-    def fetch(self, source: str, files: dict[str, str]) -> Path:
-        """A local folder holding `files`, each verified against its sha256."""
+    def fetch(self, source: str, files: dict[str, str], what: str = "model") -> Path:
+        """A local folder holding `files`, each verified against its sha256; `what` (model, code) names them in
+        errors."""
         ...
 
 

@@ -23,8 +23,13 @@ from shared.settings import Settings
 
 # The `extra-parameters` header: unknown body parameters are an error, dropped, or passed to the runner.
 ExtraMode = Literal["error", "drop", "pass-through"]
-# Files (name → sha256) of a deployment's model, fetched and verified, to a local folder.
-Fetch = Callable[[dict[str, str]], Path]
+
+
+class Fetch(Protocol):
+    def __call__(self, files: dict[str, str], of: Literal["model", "code"] = "model") -> Path:
+        """Files (name → sha256) of the deployment's model (or a scoring script's code), fetched from their source
+        and verified, in a local folder."""
+        ...
 
 
 class Runtime(Protocol):

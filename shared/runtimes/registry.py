@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import ConfigError
@@ -78,9 +78,10 @@ class RuntimeRegistry:
             return self._locks.setdefault(key, threading.Lock())
 
     def _fetcher(self, deployment: Deployment) -> Any:
-        source = deployment.model.source
-
-        def fetch(files: dict[str, str]) -> Path:
-            return self._models.fetch(source, files)
+        def fetch(files: dict[str, str], of: Literal["model", "code"] = "model") -> Path:
+            spec = deployment.code if of == "code" else deployment.model
+            if spec is None:
+                raise ConfigError(f"deployment {deployment.name} has no {of} files")
+            return self._models.fetch(spec.source, files, of)
 
         return fetch

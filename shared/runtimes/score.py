@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from shared.domain.config import Deployment, RunnerKind
-from shared.domain.errors import InvalidInput, ScriptError
+from shared.domain.errors import InvalidInput
 from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, check_unicode, parse_payload
 from shared.runtimes.engines.scoring_script import ScoringScript
 from shared.schemas.usage import Meter
@@ -65,10 +64,7 @@ def _check_json(value: Any, loc: tuple[str | int, ...]) -> None:
 
 
 class ScoreRuntime(ScoringScript):
-    """The deployment's scoring script, imported and initialised once per process."""
-
-    def close(self) -> None:
-        pass  # a script has no close(): its module stays imported for the life of the process
+    """The deployment's scoring script, in a process of its own (started once, again after a crash)."""
 
 
 class ScoreKind:
@@ -76,9 +72,16 @@ class ScoreKind:
     cancellable = False
     deterministic_usage = True
 
-    def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ScoreRuntime:  # noqa: ARG002
-        assert deployment.script is not None  # the config requires it for this kind
-        return ScoreRuntime(deployment.name, Path(deployment.script), fetch(deployment.model.files))
+    def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ScoreRuntime:
+        assert deployment.script is not None and deployment.code is not None  # the config requires them
+        return ScoreRuntime(
+            deployment.name,
+            fetch(deployment.code.files, of="code"),  # pinned by sha256, like the model's files
+            deployment.script,
+            fetch(deployment.model.files),
+            run_timeout_s=settings.script_run_timeout_s,
+            init_timeout_s=settings.script_init_timeout_s,
+        )
 
     def edge_tool(self, deployment: Deployment, fetch: Fetch) -> None:  # noqa: ARG002 (the protocol's)
         return None
@@ -93,11 +96,7 @@ class ScoreKind:
 
     def execute(self, work: Work, payload: dict[str, Any], runtime: ScoreRuntime) -> TaskOutput:  # noqa: ARG002
         request: ScorePayload = parse_payload(ScorePayload, payload)
-        output = runtime.run(json.dumps(request.data, separators=(",", ":")))
-        try:
-            json.dumps(output, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ScriptError(f"run() returned a value that is not JSON: {exc}") from exc
+        output = runtime.run(json.dumps(request.data, separators=(",", ":")))  # JSON, or ScriptError
         return TaskOutput(result=ScoreResult(output=output), usage={Meter.REQUESTS: 1})
 
     def render(self, result: dict[str, Any]) -> Any:

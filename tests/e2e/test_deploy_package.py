@@ -130,7 +130,8 @@ def test_the_package_is_what_funcignore_leaves_and_holds_everything_the_config_n
     for deployment in config.deployments:
         source = package / deployment.model.source
         assert all((source / name).is_file() for name in deployment.model.files), deployment.name
-        assert deployment.script is None or (package / deployment.script).is_file(), deployment.name
+        code = deployment.code
+        assert code is None or all((package / code.source / name).is_file() for name in code.files), deployment.name
 
 
 def test_funcignore_keeps_the_models_and_demo_files_but_not_the_remote_model_cache() -> None:
@@ -163,7 +164,7 @@ def test_the_package_serves_embeddings_chat_and_score_on_azure_storage(package_h
     ("missing", "says"),
     [
         ("config/demo/tiny-chat/genai_config.json", "model file missing: config/demo/tiny-chat/genai_config.json"),
-        ("config/demo/scoring/score.py", "scoring script config/demo/scoring/score.py: the file does not exist"),
+        ("config/demo/scoring/score.py", "code file missing: config/demo/scoring/score.py"),
     ],
 )
 def test_a_package_without_a_file_the_config_needs_does_not_start_and_names_it(

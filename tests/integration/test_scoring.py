@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.model_source import sha256_of
 from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import Caller
 from shared.domain.config import load_config
@@ -73,7 +74,7 @@ def test_init_finds_the_model_folder_in_azureml_model_dir_and_run_gets_the_body(
         "def run(raw_data):\n    return {**seen, 'doubled': double(json.loads(raw_data)['x'])}\n"
         "def fail():\n    raise KeyError('nope')\n"
     )
-    probe = ScoringScript("probe", script, tmp_path / "model")
+    probe = ScoringScript("probe", tmp_path, "probe.py", tmp_path / "model")
     assert probe.run('{"x": 21}') == {"folder": str((tmp_path / "model").resolve()), "answer": 42, "doubled": 42}
     assert "AZUREML_MODEL_DIR" not in os.environ  # set for init(), then restored
     with pytest.raises(ScriptError, match=r"^KeyError: 'x'$"):
@@ -97,13 +98,15 @@ def test_a_script_that_cannot_be_loaded_fails_its_deployment_with_a_clear_error(
     script = tmp_path / "broken.py"
     script.write_text(source)
     with pytest.raises(ConfigError, match=f"^deployment broken: scoring script {script}: {why}"):
-        ScoringScript("broken", script, tmp_path).load()
+        ScoringScript("broken", tmp_path, "broken.py", tmp_path).load()
 
 
 def test_a_job_for_a_deployment_whose_script_does_not_import_fails_at_once_with_the_reason(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("import nonexistent_package_xyz\n")
+    pin = sha256_of(tmp_path / "broken.py")
     deployment = (
-        f'[[deployments]]\nname = "broken"\nkind = "score"\nmodel_name = "b"\nscript = "{tmp_path}/broken.py"\n'
+        f'[[deployments]]\nname = "broken"\nkind = "score"\nmodel_name = "b"\nscript = "broken.py"\n'
+        f'[deployments.code]\nsource = "{tmp_path}"\nfiles = {{ "broken.py" = "{pin}" }}\n'
         f'[deployments.model]\nsource = "{tmp_path}"\nfiles = {{}}\n'
     )
     config = load_config(write_config(tmp_path / "broken.toml", after=deployment))

@@ -36,6 +36,7 @@ CONFIG = AppConfig.model_validate(
                 "model_name": "s",
                 "model": {"source": "models/z", "files": {}},
                 "script": "score.py",
+                "code": {"source": "models/z", "files": {"score.py": "0" * 64}},
                 "prices": {"requests": "0.02"},
             },
         ],

@@ -91,6 +91,7 @@ CONFIG = AppConfig.model_validate(
                 "model_name": "linear",
                 "model": {"source": "fake://linear", "files": {}},
                 "script": "score.py",
+                "code": {"source": "fake://linear", "files": {"score.py": "0" * 64}},
                 "prices": {"requests": "0.01"},
             },
         ],
@@ -111,7 +112,7 @@ class FakeModels:
         self.broken = broken
         self.fetched: list[str] = []
 
-    def fetch(self, source: str, files: dict[str, str]) -> Path:
+    def fetch(self, source: str, files: dict[str, str], what: str = "model") -> Path:  # noqa: ARG002
         self.fetched.append(source)
         if source in self.broken:
             raise ConfigError(f"model files missing: {source}")

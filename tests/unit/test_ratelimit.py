@@ -93,7 +93,7 @@ def test_duration_is_formatted_like_openai() -> None:
 
 def deployment(kind: str, max_tokens: int = 256) -> Deployment:
     model = {"source": "x", "files": {}}
-    extra = {"script": "s.py"} if kind == "score" else {}
+    extra = {"script": "s.py", "code": {"source": "x", "files": {"s.py": "0" * 64}}} if kind == "score" else {}
     return Deployment(name="d", kind=kind, model_name="m", model=model, max_tokens=max_tokens, **extra)
 
 
