@@ -82,13 +82,14 @@ async def _events(
     chunks, job = first
     relayed, complete = 0, False
     try:
-        for data in renderer.opening():
-            yield _sse(data)
+        opening = "".join(_sse(data) for data in renderer.opening())
         while True:
-            for chunk in chunks:
-                if chunk.text:
-                    yield _sse(renderer.content(chunk.text))
-                relayed += 1
+            # The chunks of one read go out as one write: a send per token would cost more than the token.
+            events = "".join(_sse(renderer.content(chunk.text)) for chunk in chunks if chunk.text)
+            relayed += len(chunks)
+            if opening or events:
+                yield opening + events
+                opening = ""
             if job.status.terminal:  # read after the job ended: nothing more will come
                 break
             nxt = await gw.next_chunks(who, job, relayed, gw.settings.sync_timeout_s)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from shared.domain.errors import NotFound
 from shared.domain.ports import BlobStore
 
-FLUSH_TOKENS = 16  # write a chunk after this many tokens...
-FLUSH_INTERVAL_S = 0.05  # ...or this long after the last one, whichever comes first
+# The first token is written at once (time to first token); then a chunk after this many tokens...
+FLUSH_TOKENS = 64
+FLUSH_INTERVAL_S = 0.05  # ...or this long after the last one, whichever comes first. A model on CPU makes a few
+# tokens in 50 ms; the token bound is for fast ones, where each chunk's write and relay cost more than its tokens.
 
 
 def chunk_key(job_id: str, index: int) -> str:
@@ -40,7 +42,7 @@ class StreamChunk:
 
 
 class Cadence:
-    """Says when it's time to act again: every `tokens` tokens or `interval_s` seconds."""
+    """Says when it's time to act again: at the first tick, then every `tokens` tokens or `interval_s` seconds."""
 
     def __init__(
         self,
@@ -50,11 +52,12 @@ class Cadence:
     ) -> None:
         self._tokens, self._interval_s, self._clock = tokens, interval_s, clock
         self._count, self._last = 0, clock()
+        self._first = True
 
     def tick(self) -> bool:
         self._count += 1
-        if self._count >= self._tokens or self._clock() - self._last >= self._interval_s:
-            self._count, self._last = 0, self._clock()
+        if self._first or self._count >= self._tokens or self._clock() - self._last >= self._interval_s:
+            self._count, self._last, self._first = 0, self._clock(), False
             return True
         return False
 

@@ -86,7 +86,7 @@ def test_a_stream_job_leaves_chunks_that_add_up_to_its_result(service: Inferq) -
     job = service.gateway.get_job(ACME, job_id)
     assert job.result is not None
     chunks = read_chunks(service.blobs, job_id, 0)
-    assert len(chunks) >= 100 // 16
+    assert len(chunks) >= 2  # the first token at once, then the rest
     assert "".join(c.text for c in chunks) == job.result["choices"][0]["text"]
     service.gateway.end_stream(ACME, job_id, len(chunks), complete=True)
     assert (

@@ -210,15 +210,16 @@ def test_a_stream_writes_chunks_that_add_up_to_the_result() -> None:
 
 def test_a_cancelled_stream_stops_bills_what_was_generated_and_drops_its_chunks() -> None:
     blobs = MemoryBlobStore()
-    checks: list[int] = []
+    written: list[list[str]] = []
 
-    def stopped() -> bool:
-        checks.append(1)
-        return len(checks) >= 2  # the client left after the first chunk
+    def stopped() -> bool:  # checked after each chunk: the client left once the first one was written
+        written.append(blobs.list_keys("", 100))
+        return True
 
     out = execute({"prompt": "go", "stream": True}, ScriptedRunner([5] * 40), blobs, stopped=stopped)
+    assert written == [["streams/job_1/000000"]]
     assert out.status is JobStatus.CANCELLED and out.result is None
-    assert out.usage == {Meter.INPUT_TOKENS: 7, Meter.OUTPUT_TOKENS: 32}  # two flushes of 16 tokens
+    assert out.usage == {Meter.INPUT_TOKENS: 7, Meter.OUTPUT_TOKENS: 1}  # the first token goes out at once
     assert blobs.list_keys("", 100) == []
 
 
@@ -259,10 +260,11 @@ def test_stream_chunks_open_with_the_role_and_close_with_the_reason_then_usage()
     assert renderer.closing(failed) == [{"error": {"code": "ModelError", "message": "m"}}]
 
 
-def test_the_cadence_fires_every_16_tokens_or_50_ms() -> None:
+def test_the_cadence_fires_at_the_first_token_then_every_64_tokens_or_50_ms() -> None:
     now = [0.0]
     cadence = Cadence(clock=lambda: now[0])
-    assert [cadence.tick() for _ in range(16)] == [False] * 15 + [True]
+    assert cadence.tick()  # the first token goes out at once
+    assert [cadence.tick() for _ in range(64)] == [False] * 63 + [True]
     now[0] += 0.06
     assert cadence.tick()
 
