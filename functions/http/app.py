@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from functions.http import errors, routes_chat, routes_score, routes_usage
+from functions.http.body import StrictJsonRoute
 from functions.http.body_limit import BodyLimitMiddleware
 from functions.http.deps import Auth, DeploymentHeader, Extra, Gate
 from functions.http.headers import ResponseHeadersMiddleware, note_route
@@ -19,7 +20,7 @@ from shared.domain.errors import InferqError
 from shared.runtimes import embeddings
 from shared.schemas.embeddings import EmbeddingsRequest
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 
 @router.get("/health")

@@ -17,6 +17,8 @@ from shared.domain.jobs import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
+MAX_ECHO_DEPTH = 32  # levels of a response body that echo input; deeper values are shown as "..."
+
 STATUS: dict[type[errors.InferqError], int] = {
     errors.AuthError: 401,
     errors.Forbidden: 403,
@@ -79,17 +81,29 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    detail = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", ""), "input": e.get("input")}
-        for e in exc.errors()
-    ]
+    detail = [_not_json(e, exc.body) if e.get("type") == "json_invalid" else _detail(e) for e in exc.errors()]
     return JSONResponse({"detail": _jsonable(detail)}, 422)
+
+
+def _detail(error: dict[str, Any]) -> dict[str, Any]:
+    loc = list(error.get("loc", ()))
+    return {"loc": loc, "msg": error.get("msg", ""), "type": error.get("type", ""), "input": error.get("input")}
+
+
+def _not_json(error: dict[str, Any], doc: Any) -> dict[str, Any]:
+    """A body that isn't JSON: why, and where when the parser knows (`functions/http/body.py` leaves `doc` empty
+    when it doesn't); the loc is the body, which is the parameter at fault."""
+    reason = (error.get("ctx") or {}).get("error") or "unreadable"
+    loc = error.get("loc", ())
+    where = f" at character {loc[-1]}" if doc and len(loc) > 1 and isinstance(loc[-1], int) else ""
+    msg = f"The body can't be read as JSON: {reason}{where}."
+    return {"loc": ["body"], "msg": msg, "type": "json_invalid", "input": None}
 
 
 async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(exc.status_code, "BadRequest")
-    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+    return JSONResponse(_jsonable(error_body(code, str(exc.detail))), exc.status_code, headers=exc.headers)
 
 
 async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -97,18 +111,27 @@ async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("InternalError", "The server failed to handle the request."), 500)
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """What a response may carry of any value: echoed input included, whatever the body held. Keys are escaped
+    like values; past MAX_ECHO_DEPTH levels a value is shown as "..." (a body may be nested up to
+    `body.MAX_DEPTH`, and an echo needs no more than the first levels to point at the problem)."""
+    if isinstance(value, dict | list | tuple) and depth >= MAX_ECHO_DEPTH:
+        return "..."
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {_text(str(k)): _jsonable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, depth + 1) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # Python's json reads NaN and Infinity, but JSON can't carry them back: echoed as text
-    if isinstance(value, str) and not value.isascii():
-        # JSON escapes can spell lone surrogates ("\\ud800"), which UTF-8 can't carry back: echoed escaped.
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, str | int | float | bool) or value is None:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, int | float | bool) or value is None:
         return value
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    return str(value)
+    return _text(str(value))
+
+
+def _text(value: str) -> str:
+    """JSON escapes can spell lone surrogates ("\\ud800"), which UTF-8 can't carry back: echoed escaped."""
+    return value if value.isascii() else value.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from functions.http.body import StrictJsonRoute
 from functions.http.deps import Auth, DeploymentHeader, Extra, Gate
 from functions.http.headers import note_route
 from functions.http.jobs import submit_and_respond
@@ -11,7 +12,7 @@ from functions.http.sse import stream_job
 from shared.runtimes import chat
 from shared.schemas.chat import ChatCompletionsRequest, CompletionsRequest
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 
 @router.post("/chat/completions")

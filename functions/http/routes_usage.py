@@ -7,10 +7,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from functions.http.body import StrictJsonRoute
 from functions.http.deps import Auth, Bill
 from shared.domain import usage_report
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 From = Annotated[str | None, Query(alias="from", description="ISO 8601 (UTC without offset); default: month start")]
 To = Annotated[str | None, Query(description="ISO 8601, exclusive; default: now")]

@@ -55,7 +55,7 @@ def test_extra_parameters_header(host: RunningHost) -> None:
     ("content", "headers", "status"),
     [
         (b'{"input": ', {"content-type": "application/json"}, 422),
-        (b"\xff\xfe not json", {"content-type": "application/json"}, 400),
+        (b"\xff\xfe not json", {"content-type": "application/json"}, 422),  # not UTF-8 (nor UTF-16)
         (b"[1, 2, 3]", {"content-type": "application/json"}, 422),
     ],
 )
