@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     max_inputs: int = 2048
     max_input_chars: int = 100_000
     retry_after_s: int = 1
+    # The OpenAPI schema and its Swagger UI (/openapi.json, /docs): "key" serves them to any API key, "off" answers
+    # 404. Unset: "key" on the embedded backend, "off" on Azure (a deployment publishes no schema unless told to).
+    docs: Literal["off", "key"] | None = None
 
     # Queue semantics (Azure Storage Queue + Functions host defaults)
     visibility_timeout_s: float = 60.0
@@ -122,6 +125,10 @@ class Settings(BaseSettings):
     # Model sources: `s3://` (and S3-compatible stores at this endpoint); AWS credentials as boto3 finds them
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+
+    @property
+    def docs_served(self) -> bool:
+        return (self.docs or ("off" if self.backend == "azure" else "key")) == "key"
 
     @property
     def db_path(self) -> Path:

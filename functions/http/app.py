@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from functions.http import errors, routes_chat, routes_score, routes_usage
+from functions.http import errors, routes_chat, routes_docs, routes_score, routes_usage
 from functions.http.body import StrictJsonRoute
 from functions.http.body_limit import BodyLimitMiddleware
 from functions.http.deps import Auth, DeploymentHeader, Extra, Gate
@@ -84,14 +84,20 @@ async def cancel_job(job_id: str, gw: Gate, who: Auth) -> Response:
 
 
 def create_app() -> FastAPI:
-    api = FastAPI(title="inferq", summary="ONNX inference behind the Azure AI Model Inference API")
+    api = FastAPI(
+        title="inferq",
+        summary="ONNX inference behind the Azure AI Model Inference API",
+        openapi_url=None,  # served by routes_docs, behind a key or not at all
+        docs_url=None,
+        redoc_url=None,
+    )
     api.add_middleware(ResponseHeadersMiddleware)
     api.add_middleware(BodyLimitMiddleware, max_bytes=lambda: get_app().settings.max_body_bytes)
     api.add_exception_handler(InferqError, errors.on_domain_error)
     api.add_exception_handler(RequestValidationError, errors.on_validation_error)
     api.add_exception_handler(HTTPException, errors.on_http_error)
     api.add_exception_handler(Exception, errors.on_unexpected)
-    for r in (router, routes_chat.router, routes_score.router, routes_usage.router):
+    for r in (router, routes_chat.router, routes_score.router, routes_usage.router, routes_docs.router):
         api.include_router(r)
     return api
 
