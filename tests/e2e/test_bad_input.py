@@ -99,6 +99,31 @@ def test_unknown_routes_and_jobs_are_404_in_the_error_shape(host: RunningHost) -
         assert c.get("/jobs/job_missing").status_code == 404
 
 
+VALID = {
+    "/embeddings": '"input": "x"',
+    "/chat/completions": '"model": "tiny-random-chat", "messages": [{"role": "user", "content": "hi"}]',
+    "/completions": '"model": "tiny-random-chat", "prompt": "hi"',
+}
+HOSTILE = {
+    "surrogate-key": '{"\\ud800": 1}',
+    "700-deep": '{"a": ' * 700 + "1" + "}" * 700,
+    "999-deep": "[" * 999 + "]" * 999,
+    "100000-deep": '{"a": ' * 100_000 + "1" + "}" * 100_000,
+}
+
+
+@pytest.mark.parametrize("path", list(VALID))
+@pytest.mark.parametrize("extra", list(HOSTILE))
+def test_hostile_unknown_fields_get_422_over_http_not_a_500_or_a_dropped_connection(
+    host: RunningHost, path: str, extra: str
+) -> None:
+    with host.client() as c:
+        content = f'{{{VALID[path]}, "x": {HOSTILE[extra]}}}'
+        r = c.post(path, content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["detail"][0]["loc"][0] == "body"
+
+
 def test_the_host_keeps_serving_after_all_that(host: RunningHost) -> None:
     with host.client() as c:
         assert c.post("/embeddings", json=OK).status_code == 200
