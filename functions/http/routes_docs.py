@@ -10,8 +10,9 @@ from functions.http.deps import Auth
 from shared.bootstrap import get_app
 
 
-def served() -> None:
-    """Switched off, the routes answer as routes that don't exist (checked before the key: nothing to tell)."""
+async def served() -> None:
+    """Switched off, the routes answer as routes that don't exist (checked before the key: nothing to tell).
+    `async`: no I/O, so no thread hand-off."""
     if not get_app().settings.docs_served:
         raise HTTPException(404, "Not Found")
 
