@@ -14,6 +14,7 @@ import pytest
 
 from functions.azure.indexing import bindings, trigger
 from functions.local.runtime import QueuePump
+from shared.adapters.azure.jobs import AzureJobStore
 from shared.adapters.azure.queue import AzureJobQueue
 from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.bootstrap import Inferq, bootstrap, set_app
@@ -149,3 +150,19 @@ def test_a_job_queued_normally_keeps_no_copy(service: Inferq) -> None:
 def test_the_timer_is_indexed() -> None:
     (timer,) = bindings("resend_unsent_jobs")
     assert timer["type"] == "timerTrigger" and timer["schedule"] == "30 */1 * * * *"
+
+
+@pytest.mark.parametrize("service", ["azure"], indirect=True)
+def test_a_copy_left_by_a_repeat_for_another_request_is_dropped_unsent(service: Inferq) -> None:
+    """On Table storage a repeat inserts its copy before it learns the id is taken, then deletes it; killed in
+    between, it leaves a copy naming its own request: the timer must not send that as the job's message. (SQLite
+    keeps a job and its copy in one transaction: no such copy can be left there.)"""
+    first = service.gateway.submit(ACME, service.config.default_deployment, {"input": "first"}, "reused").job
+    assert queued(service) == 1
+    store = service.store
+    assert isinstance(store, AzureJobStore)
+    other = Job.new(first.id, first.tenant, first.deployment, request_hash="another request")
+    store.table.create_entity(store._unsent_entity(other, '{"v":1,"job_id":"wrong"}'))
+    assert store.unsent(first.id) is not None
+    wait_for(lambda: service.dispatcher.resend_unsent() == 0 and service.store.unsent(first.id) is None)
+    assert queued(service) == 1  # only the job's own message
