@@ -40,11 +40,11 @@ class DyingQueue:
         self.queue, self.deaths = queue, deaths
         self.name = queue.name
 
-    def send(self, body: str) -> None:
+    def send(self, body: str, delay_s: float = 0) -> None:
         if self.deaths > 0:
             self.deaths -= 1
             raise Killed
-        self.queue.send(body)
+        self.queue.send(body, delay_s)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.queue, name)
