@@ -7,7 +7,7 @@ MODEL := models/all-MiniLM-L6-v2-int8/model.onnx
 # Azurite (npm, pinned in package-lock.json) for the Azure adapter tests; reinstalled only when the lock changes.
 NODE_STAMP := node_modules/.stamp-$(shell cat package.json package-lock.json | sha256sum | cut -c1-16)
 
-.PHONY: install model run test lint typecheck unit bench clean node azurite
+.PHONY: install model run test lint typecheck unit bench soak clean node azurite
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
@@ -65,6 +65,11 @@ test: install model node lint typecheck
 # One run, one table per workload (engine, peer server, host, Azure storage, cost); `--quick` for a smoke run.
 bench: install model node
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# The kill -9 soak (tests/e2e/soak.py): 2,000 async jobs, 8 clients, 10 random kills and one inside create→send;
+# prints its figures and fails unless every job ended once and /usage bills them to the token. `SOAK_ARGS=--jobs 500`.
+soak: install model
+	$(BIN)/python -m tests.e2e.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

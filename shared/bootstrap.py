@@ -22,6 +22,7 @@ from shared.adapters.sqlite.stats import SqliteDeploymentStats
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.application.billing import Billing
 from shared.application.budgets import BudgetGuard
+from shared.application.dispatch import Dispatcher
 from shared.application.gateway import Gateway
 from shared.application.readiness import ReadinessProbe
 from shared.application.worker import Worker
@@ -54,6 +55,7 @@ class Inferq:
     settings: Settings
     config: AppConfig
     gateway: Gateway
+    dispatcher: Dispatcher  # sends what a dead process left unsent
     worker: Worker
     billing: Billing
     readiness: ReadinessProbe
@@ -126,6 +128,13 @@ def bootstrap(
         config, rng or (random.Random(settings.routing_seed) if settings.routing_seed is not None else None)
     )
     registry = registry or RuntimeRegistry(settings, models or ModelSources.from_settings(settings))
+    dispatcher = Dispatcher(
+        store=store,
+        queue=queue,
+        blobs=blobs,
+        resend_after_s=settings.resend_unsent_after_s,
+        enqueued=queue_sent.set,
+    )
     gateway = Gateway(
         settings=settings,
         config=config,
@@ -137,7 +146,7 @@ def bootstrap(
         budgets=BudgetGuard(ledger, config, settings.budget_cache_s),
         registry=registry,
         cross_process=cross_process,
-        enqueued=queue_sent.set,
+        dispatcher=dispatcher,
         monotonic=monotonic,  # the rate limiters' clock
     )
     worker = Worker(
@@ -166,6 +175,7 @@ def bootstrap(
         settings=settings,
         config=config,
         gateway=gateway,
+        dispatcher=dispatcher,
         worker=worker,
         billing=billing,
         readiness=ReadinessProbe(probes),

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # 64 KiB a Storage Queue message may hold, leaving no room for the envelope around the payload.
     inline_payload_max_bytes: int = 47 * 1024
     job_ttl_s: float = 24 * 3600
+    # A job's message kept unsent this long (its process died between storing the job and queueing it) is sent
+    # by a timer: every minute on Azure, every half of this on the local host. Longer than a send may take.
+    resend_unsent_after_s: float = Field(default=60.0, gt=0)
 
     # Routing: traffic splits and mirroring draw from a random generator; a seed makes them reproducible
     routing_seed: int | None = None

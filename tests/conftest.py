@@ -91,7 +91,10 @@ class RunningHost:
         return self.log_path.read_text(errors="replace")
 
 
-def start_host(tmp_path: Path, env: dict[str, str] | None = None, config: Path | None = None) -> RunningHost:
+def start_host(
+    tmp_path: Path, env: dict[str, str] | None = None, config: Path | None = None, module: str = "functions.local"
+) -> RunningHost:
+    """The local host (or a test's variant of it, `module`) in a process of its own, once it answers /health."""
     port = free_port()
     data_dir = tmp_path / "host-data"
     log_path = tmp_path / "host.log"
@@ -106,20 +109,20 @@ def start_host(tmp_path: Path, env: dict[str, str] | None = None, config: Path |
     }
     with log_path.open("wb") as log_file:  # the child keeps its own handle
         process = subprocess.Popen(
-            [sys.executable, "-m", "functions.local"],
+            [sys.executable, "-m", module],
             cwd=ROOT,
             env=full_env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{full_env['PORT']}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"local host exited:\n{log_path.read_text()}")
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return RunningHost(url, process, data_dir, log_path)
+                return RunningHost(url, process, Path(full_env["INFERQ_DATA_DIR"]), log_path)
         except httpx.TransportError:
             time.sleep(0.1)
     process.kill()

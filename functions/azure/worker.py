@@ -1,4 +1,5 @@
-"""Queue-triggered functions: run a job, fail a poisoned one, and publish usage kept for later."""
+"""Queue-triggered functions: run a job, fail a poisoned one; timers: publish usage kept for later, send job
+messages a dead process left unsent."""
 
 from __future__ import annotations
 
@@ -29,3 +30,9 @@ def publish_pending_usage(timer: func.TimerRequest) -> None:  # noqa: ARG001 (th
     app = get_app()
     app.worker.publish_pending_usage()
     app.worker.flush_outcomes()  # the per-deployment figures of an instance that went quiet
+
+
+@bp.function_name("resend_unsent_jobs")
+@bp.timer_trigger(arg_name="timer", schedule="30 */1 * * * *", run_on_startup=False)
+def resend_unsent_jobs(timer: func.TimerRequest) -> None:  # noqa: ARG001 (the binding needs the argument)
+    get_app().dispatcher.resend_unsent()

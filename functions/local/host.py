@@ -47,6 +47,7 @@ class LocalHost:
         )
         publish = trigger("publish_pending_usage")
         replay = trigger("replay_kept_usage")
+        resend = trigger("resend_unsent_jobs")
         loops = [
             Loop(
                 "job-pump", jobs.pump_once, s.poll_interval_s, wake=app.queue_sent, max_interval_s=s.max_poll_interval_s
@@ -55,6 +56,7 @@ class LocalHost:
             Loop("usage-publisher", lambda: publish(None) or 0, s.usage_publish_interval_s),
             Loop("usage-replay", lambda: replay(None) or 0, s.usage_publish_interval_s),
             Loop("outcomes", app.worker.flush_outcomes, max(s.stats_flush_s, 0.1)),
+            Loop("unsent-jobs", lambda: resend(None) or 0, s.resend_unsent_after_s / 2),
         ]
         if app.usage_log is not None:
             consumer = UsageConsumer(app.usage_log, trigger("bill_usage"))

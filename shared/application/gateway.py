@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.application import journal
 from shared.application.budgets import BudgetGuard
+from shared.application.dispatch import Dispatcher, Outgoing
 from shared.application.unit_of_work import JobUpdates
 from shared.domain.auth import Caller, KeyDirectory
 from shared.domain.config import AppConfig, Deployment, Endpoint
@@ -60,7 +61,7 @@ class Gateway:
         budgets: BudgetGuard,
         registry: RuntimeRegistry,
         cross_process: bool,
-        enqueued: Callable[[], None] = lambda: None,
+        dispatcher: Dispatcher,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -76,7 +77,7 @@ class Gateway:
         self.rate_limits = RateLimiter(config.tenants, clock=monotonic)
         self.registry = registry
         self.cross_process = cross_process  # a job may end in another process: signals alone can't tell
-        self._enqueued = enqueued
+        self.dispatcher = dispatcher
 
     # --- who, where ----------------------------------------------------------------------------------------
     def authenticate(self, key: str | None) -> Caller:
@@ -122,14 +123,16 @@ class Gateway:
             request_hash,
             endpoint=route.endpoint.name,
         )
+        job, outgoing = self._outgoing(job, payload)
         try:
-            job = self._enqueue(job, payload)
+            job = self._enqueue(job, outgoing)
         except Conflict:
             existing = self.store.get(job.id)
             if existing is None or existing.tenant != caller.tenant:
                 raise
             if existing.request_hash != request_hash:
                 raise Conflict("Idempotency-Key was already used with a different request.") from None
+            self.dispatcher.resend(existing, outgoing)  # its first request may have died before queueing it
             return Submitted(existing, created=False, rate=rate, estimated_tokens=tokens)
         journal.transition("accepted", job, endpoint=job.endpoint)
         for mirror in route.mirrors:
@@ -230,30 +233,29 @@ class Gateway:
             log.warning("no edge check for %s: %s", deployment.name, exc)
             return None
 
-    def _enqueue(self, job: Job, payload: dict[str, Any]) -> Job:
-        """Record the job and send its message; Conflict when the id exists (an idempotent repeat)."""
-        body = json.dumps(payload, separators=(",", ":"))
+    def _outgoing(self, job: Job, payload: dict[str, Any]) -> tuple[Job, Outgoing]:
+        """The job's queue message (with its payload aside when too large to go inline: claim-check)."""
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         payload_ref = None
-        if len(body.encode("utf-8")) > self.settings.inline_payload_max_bytes:
-            payload_ref = f"payloads/{job.id}.json"  # claim-check: the message carries only the reference
+        if len(body) > self.settings.inline_payload_max_bytes:
+            payload_ref = f"payloads/{job.id}.json"  # the message carries only the reference
             job = job.claim_checked(payload_ref)
-        message = JobMessage(  # serialised before the job is recorded: a job is never left without its message
+        message = JobMessage(
             job_id=job.id,
             tenant=job.tenant,
             deployment=job.deployment,
             payload=None if payload_ref else payload,
             payload_ref=payload_ref,
         ).model_dump_json(exclude_none=True)
-        job = self.store.create(job)
+        return job, Outgoing(message, payload_ref, body if payload_ref else b"")
+
+    def _enqueue(self, job: Job, outgoing: Outgoing) -> Job:
+        """Record the job and send its message; Conflict when the id exists (an idempotent repeat)."""
         try:
-            if payload_ref:
-                self.blobs.put(payload_ref, body.encode("utf-8"))
-            self.queue.send(message)
-            self._enqueued()
+            return self.dispatcher.dispatch(job, outgoing)
         except TransientError as exc:
             self.jobs.finish(job.id, JobStatus.FAILED, error=JobError(code="EnqueueFailed", message=str(exc)))
             raise
-        return job
 
     def _mirror(self, job: Job, deployment: Deployment, payload: dict[str, Any]) -> None:
         """A copy of the request for a mirror deployment, as a job of its own. Never streamed, never returned;
@@ -268,7 +270,7 @@ class Gateway:
             mirrored=True,
         )
         try:
-            self._enqueue(mirror, copy)
+            self._enqueue(*self._outgoing(mirror, copy))
         except (Conflict, TransientError) as exc:
             log.warning("request %s not mirrored to %s: %s", job.id, deployment.name, exc)
 

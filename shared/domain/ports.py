@@ -53,9 +53,35 @@ class JobQueue(Pingable, Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class UnsentMessage:
+    """A job's queue message, kept with the job until it is known to be on the queue."""
+
+    job_id: str
+    body: str
+    since: datetime  # when it was kept, or last claimed
+    version: str  # changes with every claim: a claim with a stale version fails
+    request_hash: str  # of the request that kept it: not its job's request, the message is not that job's
+
+
 class JobStore(Pingable, Protocol):
-    def create(self, job: Job) -> Job:
-        """Store a new job; raises Conflict if the id exists."""
+    def create(self, job: Job, message: str | None = None) -> Job:
+        """Store a new job; raises Conflict if the id exists. With `message`, the job's queue message is kept
+        as unsent until `sent`, never later than the job (a kill before the send leaves it to be re-sent)."""
+        ...
+
+    def sent(self, job_id: str) -> None:
+        """The job's message is on the queue: drop its unsent copy (nothing to drop is no error)."""
+        ...
+
+    def unsent(self, job_id: str) -> UnsentMessage | None: ...
+    def unsent_before(self, before: datetime, limit: int) -> list[UnsentMessage]:
+        """Up to `limit` unsent messages kept (or last claimed) before `before`."""
+        ...
+
+    def claim(self, message: UnsentMessage) -> bool:
+        """Take `message` to send it: True if it was unchanged since read (its `since` is now now, so other
+        senders leave it alone for a while), False if someone else claimed or sent it meanwhile."""
         ...
 
     def get(self, job_id: str) -> Job | None: ...

@@ -3,7 +3,7 @@ never overwritten, large results, and the jobs whose usage is still unpublished.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -162,3 +162,69 @@ def test_get_many_returns_the_jobs_that_exist_across_query_chunks(store: JobStor
     assert next(j for j in found if j.id == running.id).status is JobStatus.RUNNING
     assert all(j.etag for j in found)  # writable as read
     assert store.get_many([]) == []
+
+
+def later(seconds: float = 3600) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def test_a_job_created_with_its_message_keeps_it_unsent_until_sent(store: JobStore) -> None:
+    store.create(new_job("job_plain"))  # no message: nothing kept
+    store.create(new_job("job_unsent"), '{"v":1,"job_id":"job_unsent","payload":{"input":"é"}}')
+    unsent = store.unsent("job_unsent")
+    assert unsent is not None
+    assert (unsent.job_id, unsent.body, unsent.request_hash) == (
+        "job_unsent",
+        '{"v":1,"job_id":"job_unsent","payload":{"input":"é"}}',
+        "h",
+    )
+    assert store.unsent("job_plain") is None
+    assert [m.job_id for m in store.unsent_before(later(), 10)] == ["job_unsent"]
+    assert store.unsent_before(datetime.now(UTC) - timedelta(hours=1), 10) == []  # kept just now: not yet due
+    store.sent("job_unsent")
+    store.sent("job_unsent")  # twice is no error
+    assert store.unsent("job_unsent") is None
+    assert store.unsent_before(later(), 10) == []
+
+
+def test_a_large_message_is_kept_whole(store: JobStore) -> None:
+    body = '{"payload":"' + "ü" * 24_000 + '"}'  # 48 KB of UTF-8, as a queue message may carry
+    store.create(new_job("job_large"), body)
+    unsent = store.unsent("job_large")
+    assert unsent is not None and unsent.body == body
+
+
+def test_a_repeat_of_an_existing_id_leaves_the_first_message_as_it_was(store: JobStore) -> None:
+    store.create(new_job("job_first"), "first")
+    repeat = Job.new("job_first", "acme", "all-MiniLM-L6-v2", request_hash="other")
+    with pytest.raises(Conflict):
+        store.create(repeat, "second")
+    unsent = store.unsent("job_first")
+    assert unsent is not None and (unsent.body, unsent.request_hash) == ("first", "h")
+    store.sent("job_first")
+    with pytest.raises(Conflict):
+        store.create(repeat, "third")
+    assert store.unsent("job_first") is None  # a sent job's message is not brought back by a repeat
+
+
+def test_one_claimer_wins_and_a_claim_postpones_the_message(store: JobStore) -> None:
+    store.create(new_job("job_claimed"), "m")
+    (seen,) = store.unsent_before(later(), 10)
+    again = store.unsent("job_claimed")
+    assert again is not None and again.version == seen.version
+    assert store.claim(seen) is True
+    assert store.claim(again) is False  # a second sender read the same version: it loses
+    assert store.claim(seen) is False
+    claimed = store.unsent("job_claimed")
+    assert claimed is not None and claimed.since >= seen.since and claimed.version != seen.version
+    assert store.unsent_before(claimed.since, 10) == []  # hidden from senders until the bound passes again
+    store.sent("job_claimed")
+    assert store.claim(claimed) is False  # sent meanwhile
+
+
+def test_unsent_before_honours_the_limit(store: JobStore) -> None:
+    for i in range(5):
+        store.create(new_job(f"job_u{i}"), f"m{i}")
+    assert len(store.unsent_before(later(), 3)) == 3
+    assert {m.job_id for m in store.unsent_before(later(), 10)} == {f"job_u{i}" for i in range(5)}
+    assert store.unsent_before(later(), 0) == []

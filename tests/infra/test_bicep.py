@@ -372,7 +372,9 @@ def _claim_check_key(tmp_path: Path) -> str:
 
     settings = Settings(_env_file=None, data_dir=tmp_path, inline_payload_max_bytes=16)
     service = bootstrap(settings)
-    job = service.gateway._enqueue(Job.new("job_lifecycle", "demo", "all-MiniLM-L6-v2"), {"input": ["x" * 100]})
+    gateway = service.gateway
+    new = Job.new("job_lifecycle", "demo", "all-MiniLM-L6-v2")
+    job = gateway._enqueue(*gateway._outgoing(new, {"input": ["x" * 100]}))
     assert job.payload_ref is not None
     return job.payload_ref
 

@@ -11,6 +11,12 @@ that sets it True, an entry is never missing while usage waits; an entry left be
 writes, a write that lost its ETag race) is skipped and deleted by the next sweep. Deletes are conditional, so
 one can't remove an entry a concurrent writer needs (see `_retire`). An entry whose job was never created (a
 `create` of a job with unpublished usage that failed; the service never creates one) is skipped and kept.
+
+A job's queue message is kept the same way until it is on the queue: an entity in the partition `UNSENT`
+(RowKey = the job's key) inserted before the job and deleted once the message is sent, so a kill between the two
+steps leaves the message to be re-sent. Inserted, never overwritten: a repeat of an existing job's id must not
+replace that job's message; an entry left by a repeat that then found the job exists names the repeat's request
+hash, which the sender compares with the job's before sending anything.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
@@ -32,8 +39,9 @@ from shared.adapters.azure.connection import CreateOnce
 from shared.adapters.azure.errors import translated
 from shared.adapters.azure.probe import PING_TIMEOUT_S
 from shared.adapters.azure.tables import ping_table, table_key
-from shared.domain.errors import ConcurrencyConflict, NotFound, StorageUnavailable
-from shared.domain.jobs import Job
+from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound, StorageUnavailable
+from shared.domain.jobs import Job, utcnow
+from shared.domain.ports import UnsentMessage
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableEntity
@@ -43,6 +51,7 @@ log = logging.getLogger(__name__)
 ROW = "job"
 # No job's PartitionKey: `table_key` gives a plain id (never starting with "~") or "~" and 64 hex digits.
 OUTBOX = "~outbox"
+UNSENT = "~unsent"
 INLINE_DOC_MAX_BYTES = 60 * 1024  # UTF-16, as the service counts a string property (limit 64 KiB)
 RESULTS_PREFIX = "results"
 BATCH_GET = 14  # partition keys one query ORs together: with the RowKey test, the 15 comparisons a filter may hold
@@ -61,14 +70,92 @@ class AzureJobStore:
     def ping(self) -> None:
         ping_table(self.table, self.ping_timeout_s)
 
-    def create(self, job: Job) -> Job:
+    def create(self, job: Job, message: str | None = None) -> Job:
         entity = self._entity(job)
         self._create()
         if not job.usage_published:
             self._mark(job.id)
-        with translated(f"job {job.id}"):
-            metadata = self.table.create_entity(entity)
+        kept = None if message is None else self._keep(job, message)
+        try:
+            with translated(f"job {job.id}"):
+                metadata = self.table.create_entity(entity)
+        except Conflict:
+            if kept:  # this repeat's entry, for a job that has its own message: best effort, the sender checks
+                self._drop(table_key(job.id), kept)
+            raise
+        if message is not None and kept is None:  # an entry left by an attempt that never created the job
+            with translated(f"unsent message of job {job.id}"):
+                self.table.upsert_entity(self._unsent_entity(job, message), mode=UpdateMode.REPLACE)
         return job.model_copy(update={"etag": metadata["etag"]})
+
+    def sent(self, job_id: str) -> None:
+        with translated(f"unsent message of job {job_id}"):
+            self.table.delete_entity(UNSENT, table_key(job_id))  # a missing entry is no error for delete_entity
+
+    def unsent(self, job_id: str) -> UnsentMessage | None:
+        self._create()
+        try:
+            with translated(f"unsent message of job {job_id}"):
+                return _unsent(self.table.get_entity(UNSENT, table_key(job_id)))
+        except NotFound:
+            return None
+
+    def unsent_before(self, before: datetime, limit: int) -> list[UnsentMessage]:
+        if limit <= 0:
+            return []
+        self._create()
+        found: list[UnsentMessage] = []
+        with translated("unsent messages"):
+            entries = self.table.query_entities(
+                "PartitionKey eq @unsent and since lt @before",
+                parameters={"unsent": UNSENT, "before": before},
+                results_per_page=min(limit, 1000),
+            )
+            for entry in entries:
+                found.append(_unsent(entry))
+                if len(found) == limit:
+                    break
+        return found
+
+    def claim(self, message: UnsentMessage) -> bool:
+        try:
+            with translated(f"unsent message of job {message.job_id}"):
+                self.table.update_entity(
+                    {"PartitionKey": UNSENT, "RowKey": table_key(message.job_id), "since": utcnow()},
+                    mode=UpdateMode.MERGE,
+                    etag=message.version,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ConcurrencyConflict, NotFound):
+            return False
+        return True
+
+    def _keep(self, job: Job, message: str) -> str | None:
+        """Insert the job's unsent message; its ETag, or None when an entry for this id exists already."""
+        try:
+            with translated(f"unsent message of job {job.id}"):
+                return str(self.table.create_entity(self._unsent_entity(job, message))["etag"])
+        except Conflict:
+            return None
+
+    def _drop(self, key: str, etag: str) -> None:
+        try:
+            with translated(f"unsent message {key}"):
+                self.table.delete_entity(UNSENT, key, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ConcurrencyConflict, StorageUnavailable) as exc:
+            log.warning("unsent message %s left for the sender to drop: %s", key, exc)
+
+    @staticmethod
+    def _unsent_entity(job: Job, message: str) -> dict[str, Any]:
+        # Binary: a queue message may hold 64 KiB, a string property only 32 Ki UTF-16 characters.
+        return {
+            "PartitionKey": UNSENT,
+            "RowKey": table_key(job.id),
+            "job_id": job.id,
+            "request_hash": job.request_hash,
+            "body": message.encode("utf-8"),
+            "since": utcnow(),
+        }
 
     def get(self, job_id: str) -> Job | None:
         self._create()
@@ -228,6 +315,17 @@ class AzureJobStore:
         if ref:
             job = job.model_copy(update={"result": json.loads(self.blobs.get(ref))})
         return job.model_copy(update={"etag": entity.metadata["etag"]})
+
+
+def _unsent(entity: TableEntity) -> UnsentMessage:
+    body = entity["body"]
+    return UnsentMessage(
+        job_id=entity["job_id"],
+        body=(body.value if hasattr(body, "value") else body).decode("utf-8"),
+        since=entity["since"],
+        version=str(entity.metadata["etag"]),
+        request_hash=entity.get("request_hash", ""),
+    )
 
 
 def _too_large(doc: str) -> bool:

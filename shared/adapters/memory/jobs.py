@@ -9,26 +9,51 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 
 from shared.domain.errors import ConcurrencyConflict, Conflict
-from shared.domain.jobs import Job
+from shared.domain.jobs import Job, utcnow
+from shared.domain.ports import UnsentMessage
 
 
 class MemoryJobStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._docs: dict[str, tuple[str, bool, str]] = {}  # id → (etag, usage_published, doc)
+        self._unsent: dict[str, UnsentMessage] = {}
 
     def ping(self) -> None:
         """Memory always answers."""
 
-    def create(self, job: Job) -> Job:
+    def create(self, job: Job, message: str | None = None) -> Job:
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})
         with self._lock:
             if job.id in self._docs:
                 raise Conflict(f"job {job.id} exists")
             self._docs[job.id] = _row(stored)
+            if message is not None:
+                self._unsent[job.id] = UnsentMessage(job.id, message, utcnow(), uuid.uuid4().hex, job.request_hash)
         return stored
+
+    def sent(self, job_id: str) -> None:
+        with self._lock:
+            self._unsent.pop(job_id, None)
+
+    def unsent(self, job_id: str) -> UnsentMessage | None:
+        with self._lock:
+            return self._unsent.get(job_id)
+
+    def unsent_before(self, before: datetime, limit: int) -> list[UnsentMessage]:
+        with self._lock:
+            return [m for m in self._unsent.values() if m.since < before][: max(limit, 0)]
+
+    def claim(self, message: UnsentMessage) -> bool:
+        with self._lock:
+            if self._unsent.get(message.job_id) != message:
+                return False
+            self._unsent[message.job_id] = replace(message, since=utcnow(), version=uuid.uuid4().hex)
+        return True
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:

@@ -1,15 +1,19 @@
-"""The job store in SQLite: a JSON document per job, written only if its etag is unchanged."""
+"""The job store in SQLite: a JSON document per job, written only if its etag is unchanged; a job's queue message
+is kept in `unsent_messages`, in the transaction that creates the job, until it is known to be on the queue."""
 
 from __future__ import annotations
 
 import sqlite3
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.domain.errors import ConcurrencyConflict, Conflict
-from shared.domain.jobs import Job
+from shared.domain.jobs import Job, utcnow
+from shared.domain.ports import UnsentMessage
 
+UNSENT = "SELECT job_id, body, since, version, request_hash FROM unsent_messages"
 CHUNK = 500  # ids per query: well under SQLite's host-parameter limit
 
 
@@ -22,18 +26,53 @@ class SqliteJobStore:
                 " usage_published INTEGER NOT NULL, etag TEXT NOT NULL, doc TEXT NOT NULL)"
             )
             conn.execute("CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (usage_published)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS unsent_messages (job_id TEXT PRIMARY KEY, body TEXT NOT NULL,"
+                " since REAL NOT NULL, version TEXT NOT NULL, request_hash TEXT NOT NULL)"
+            )
+            conn.execute("CREATE INDEX IF NOT EXISTS unsent_messages_since ON unsent_messages (since)")
 
     def ping(self) -> None:
         self.db.ping("jobs")
 
-    def create(self, job: Job) -> Job:
+    def create(self, job: Job, message: str | None = None) -> Job:
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})
         try:
             with self.db.transaction() as conn:
                 conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)", self._row(stored))
+                if message is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO unsent_messages VALUES (?, ?, ?, ?, ?)",
+                        (job.id, message, utcnow().timestamp(), uuid.uuid4().hex, job.request_hash),
+                    )
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"job {job.id} exists") from exc
         return stored
+
+    def sent(self, job_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM unsent_messages WHERE job_id = ?", (job_id,))
+
+    def unsent(self, job_id: str) -> UnsentMessage | None:
+        with self.db.reading() as conn:
+            row = conn.execute(f"{UNSENT} WHERE job_id = ?", (job_id,)).fetchone()
+        return _unsent(row) if row else None
+
+    def unsent_before(self, before: datetime, limit: int) -> list[UnsentMessage]:
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                f"{UNSENT} WHERE since < ? ORDER BY since LIMIT ?",
+                (before.timestamp(), max(limit, 0)),
+            ).fetchall()
+        return [_unsent(row) for row in rows]
+
+    def claim(self, message: UnsentMessage) -> bool:
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE unsent_messages SET since = ?, version = ? WHERE job_id = ? AND version = ?",
+                (utcnow().timestamp(), uuid.uuid4().hex, message.job_id, message.version),
+            )
+            return cursor.rowcount == 1
 
     def get(self, job_id: str) -> Job | None:
         with self.db.reading() as conn:
@@ -72,3 +111,8 @@ class SqliteJobStore:
     def _row(job: Job) -> tuple[str, str, str, int, str, str]:
         assert job.etag is not None
         return (job.id, job.tenant, job.status.value, int(job.usage_published), job.etag, job.model_dump_json())
+
+
+def _unsent(row: tuple[str, str, float, str, str]) -> UnsentMessage:
+    job_id, body, since, version, request_hash = row
+    return UnsentMessage(job_id, body, datetime.fromtimestamp(since, UTC), version, request_hash)
