@@ -30,5 +30,4 @@ async def score_request(
     named, parsed = score.check(body)
     route = gw.route(named or model, header, score.KIND)
     note_route(request, route)
-    payload = gw.check(route, parsed, "error")
-    return await submit_and_respond(gw, who, route, payload, request)
+    return await submit_and_respond(gw, who, route, parsed, "error", request)

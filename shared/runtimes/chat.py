@@ -21,10 +21,10 @@ from shared.runtimes.base import (
     Fetch,
     TaskOutput,
     Work,
-    chars_to_tokens,
     check_unicode,
     extras_allowed,
     parse_payload,
+    token_bound,
 )
 from shared.runtimes.engines.genai import Generation, GenerationOptions, GenerationRunner
 from shared.runtimes.streams import Cadence, StreamWriter, read_chunks
@@ -333,12 +333,20 @@ def _result(result: dict[str, Any]) -> ChatCompletion | TextCompletion:
     return TextCompletion.model_validate(result)
 
 
+TEMPLATE_TOKENS = 16  # what the estimate allows for the chat template's tokens around each message
+
+
 def estimate(deployment: Deployment, payload: dict[str, Any]) -> int:
-    """The prompt at about 4 characters a token, plus the most the generation may produce."""
-    texts = [payload["prompt"]] if "prompt" in payload else [m.get("content") for m in payload.get("messages", [])]
-    prompt = sum(chars_to_tokens(_text(t)) for t in texts)
+    """The prompt's token bound (its UTF-8 bytes, and the template's allowance per message), plus the most the
+    generation may produce."""
+    if "prompt" in payload:
+        prompts = payload["prompt"]
+        prompt = sum(token_bound(p) for p in (prompts if isinstance(prompts, list) else [prompts]))
+    else:
+        messages = payload.get("messages") or []
+        prompt = sum(token_bound(_text(m.get("content"))) + TEMPLATE_TOKENS for m in messages if isinstance(m, dict))
     limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or deployment.max_tokens
-    return prompt + int(limit)
+    return prompt + min(int(limit), deployment.max_tokens)
 
 
 def _text(content: Any) -> str:

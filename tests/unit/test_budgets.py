@@ -2,6 +2,7 @@
 a cache with bounded staleness."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -95,3 +96,22 @@ def test_an_unreadable_ledger_fails_open_with_the_last_figure(
     spend(ledger, "acme", 2_000_000)
     with pytest.raises(QuotaExceeded):
         guard.check("acme")
+
+
+def test_reservations_count_until_released_and_settled_costs_until_the_ledger_shows_them(
+    guard: BudgetGuard, ledger: FlakyUsageLedger, clocks: Clocks
+) -> None:
+    guard.reserve("acme", Decimal("0.6"))
+    with pytest.raises(QuotaExceeded, match="has 0.4 EUR left of its monthly budget, less than this request's"):
+        guard.reserve("acme", Decimal("0.5"))
+    guard.reserve("acme", Decimal("0.4"))  # exactly what is left
+    with pytest.raises(QuotaExceeded, match="reached its monthly budget"):
+        guard.reserve("acme", Decimal(0))
+    guard.release("acme", Decimal("0.6"), actual=Decimal("0.2"))  # its job ended, costing 0.2
+    guard.release("acme", Decimal("0.4"))  # refused by its check: nothing spent
+    with pytest.raises(QuotaExceeded):
+        guard.reserve("acme", Decimal("0.81"))  # the 0.2 counts while the ledger does not show it yet
+    spend(ledger, "acme", 400_000)  # now it does (0.2)
+    clocks.mono += 10
+    guard.reserve("acme", Decimal("0.8"))  # counted once
+    guard.reserve("globex", Decimal(10**6))  # no budget: nothing held
