@@ -110,6 +110,8 @@ class Gateway:
         """Admit a parsed request, then check it, then queue its job: a request its tenant's budget or rates
         refuse costs nothing proportional to its body (a prompt is never tokenized for it)."""
         unchecked = request.model_dump(exclude_none=True) if isinstance(request, BaseModel) else request
+        if not isinstance(unchecked, dict):
+            unchecked = {}  # a scoring body may be any JSON: its estimate reads nothing of it
         return self._accept(caller, route, unchecked, lambda: self.check(route, request, extra), idempotency_key)
 
     def submit(

@@ -1,7 +1,7 @@
 """Cost bounded before work, on the HTTP app with the tiny chat model's real tokenizer: a prompt that can't fit
-the context is refused by its length before it is tokenized, a tenant its limits refuse is refused before its
-prompt is even checked, and an 8 MB prompt leaves the process's memory as it found it (measured in a
-subprocess)."""
+the context is refused by its length before it is tokenized, a request its tenant's limits refuse is refused
+before its body is checked (on every inference route), and an 8 MB prompt leaves the process's memory as it
+found it (measured in a subprocess)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.http.app import app
+from shared.application.gateway import Gateway
 from shared.bootstrap import bootstrap, set_app
 from shared.domain.auth import hash_key
 from shared.domain.config import load_config
+from shared.domain.routing import Route
 from shared.runtimes.engines.prompts import PromptCounter
 from shared.settings import Settings
 from tests.conftest import KEYS, ROOT, write_config
@@ -83,6 +85,33 @@ def test_a_rate_limited_tenant_is_refused_before_its_prompt_is_checked(client: T
         refused = complete(client, LIMITED_KEY, body)
         assert refused.status_code == 429, refused.text
     assert counted == [5]  # only the admitted request's prompt
+
+
+def test_every_inference_route_admits_a_request_before_checking_its_body(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    check = Gateway.check
+
+    def spy(self: Gateway, route: Route, request: Any, extra: Any) -> dict[str, Any]:
+        checked.append(route.deployment.name)
+        return check(self, route, request, extra)
+
+    monkeypatch.setattr(Gateway, "check", spy)
+    assert complete(client, LIMITED_KEY, {"prompt": "hello"}).status_code == 202  # its one request a minute
+    assert checked == ["tiny-random-chat"]
+    deep: Any = [1]
+    for _ in range(60):
+        deep = [deep, list(range(100))]
+    for route, body in (
+        ("/embeddings", {"input": ["a text"] * 2048}),
+        ("/chat/completions", {"model": "tiny-random-chat", "messages": [{"role": "user", "content": HUGE}]}),
+        ("/completions", {"model": "tiny-random-chat", "prompt": HUGE}),
+        ("/score", {"model": "linear-scorer", "data": deep}),
+    ):
+        refused = client.post(route, json=body, headers={"api-key": LIMITED_KEY, **ASYNC})
+        assert refused.status_code == 429, (route, refused.text)
+    assert checked == ["tiny-random-chat"]  # none of the refused bodies was checked
 
 
 MEASURE = textwrap.dedent(
