@@ -2,8 +2,9 @@
 `monthly_budget` (UTC month); otherwise QuotaExceeded until the next month. Jobs already accepted still run.
 
 What counts against the budget, per process: the ledger's month-to-date cost (cached, re-read at most every
-`max_staleness_s`), plus the costs this process settled that the ledger does not show yet (the billing pipeline
-lags), plus the estimates it reserved for jobs still running. Reserving is atomic (one lock), so concurrent
+`max_staleness_s`), plus the real costs this process settled until a ledger figure read `ingest_lag_s` after
+them shows them (the billing pipeline lags; meanwhile they may count twice: early refusal, never overshoot),
+plus the estimates it reserved for jobs still running. Reserving is atomic (one lock), so concurrent
 requests in one process can't all take the same remainder. Other instances' reservations are not seen: they
 count once their jobs' usage reaches the ledger (see README, "Budgets and rate limits").
 """
@@ -15,7 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -41,8 +42,7 @@ class _Local:
 
     month: datetime
     reserved: Decimal = Decimal(0)  # estimates of admitted jobs not yet settled
-    settled: Decimal = Decimal(0)  # real costs of settled jobs, until the ledger shows them
-    base: Decimal = Decimal(0)  # the ledger's figure when `settled` began to accumulate
+    settled: list[tuple[float, Decimal]] = field(default_factory=list)  # (when, monotonic; real cost) of jobs
 
 
 class BudgetGuard:
@@ -51,11 +51,13 @@ class BudgetGuard:
         ledger: UsageLedger,
         config: AppConfig,
         max_staleness_s: float,
+        ingest_lag_s: float = 30.0,
         *,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ledger, self.config, self.max_staleness_s = ledger, config, max_staleness_s
+        self.ingest_lag_s = ingest_lag_s
         self._budgets = {t.name: t.monthly_budget for t in config.tenants if t.monthly_budget is not None}
         self._clock, self._monotonic = clock, monotonic
         self._spent: dict[str, _Spent] = {}
@@ -77,14 +79,15 @@ class BudgetGuard:
         if budget is None:
             return
         now = self._clock()
-        ledger = self.month_cost(tenant, now)
+        ledger, read_at = self._figure(tenant, now)
         with self._reserve:
             local = self._current(tenant, billing.month_start(now))
-            spent = max(ledger, local.base + local.settled) + local.reserved
+            # A settled cost is in any ledger figure read `ingest_lag_s` after it was settled: not counted again.
+            local.settled = [(at, c) for at, c in local.settled if read_at < at + self.ingest_lag_s]
+            spent = billing.total([ledger, local.reserved, *(c for _, c in local.settled)])
             if spent < budget and spent + cost <= budget:
                 local.reserved += cost
                 return
-        next_month = billing.next_month_start(now)
         left = max(Decimal(0), budget - spent)
         why = (
             f"reached its monthly budget of {billing.decimal_text(budget)} {self.config.currency}"
@@ -93,10 +96,14 @@ class BudgetGuard:
             else f"has {billing.decimal_text(left)} {self.config.currency} left of its monthly budget, less than"
             f" this request's estimated cost of {billing.decimal_text(cost)}"
         )
-        raise QuotaExceeded(
-            f"Tenant '{tenant}' {why}; new requests are accepted again from {next_month.isoformat()}.",
-            retry_after_s=max(1, math.ceil((next_month - now).total_seconds())),
-        )
+        next_month = billing.next_month_start(now)
+        if ledger < budget and ledger + cost <= budget:  # what holds it back are jobs in flight or just billed
+            retry_s = self.ingest_lag_s + self.max_staleness_s
+            when = f"try again in {math.ceil(retry_s)} s, when jobs in flight have ended and been billed"
+        else:
+            retry_s = (next_month - now).total_seconds()
+            when = f"new requests are accepted again from {next_month.isoformat()}"
+        raise QuotaExceeded(f"Tenant '{tenant}' {why}; {when}.", retry_after_s=max(1, math.ceil(retry_s)))
 
     def release(self, tenant: str, reserved: Decimal, actual: Decimal = Decimal(0)) -> None:
         """A reservation ends: its job ended having cost `actual` (0 for a request refused after admission),
@@ -107,43 +114,44 @@ class BudgetGuard:
             local = self._current(tenant, billing.month_start(self._clock()))
             local.reserved = max(Decimal(0), local.reserved - reserved)
             if actual:
-                if not local.settled:
-                    cached = self._spent.get(tenant)
-                    local.base = cached.cost if cached is not None and cached.month == local.month else Decimal(0)
-                local.settled += actual
+                local.settled.append((self._monotonic(), actual))
 
     def month_cost(self, tenant: str, now: datetime) -> Decimal:
+        return self._figure(tenant, now)[0]
+
+    def _figure(self, tenant: str, now: datetime) -> tuple[Decimal, float]:
+        """The ledger's month-to-date cost for the tenant, and when it was read (monotonic)."""
         month = billing.month_start(now)
         cached = self._fresh(tenant, month)
         if cached is not None:
-            return cached
+            return cached.cost, cached.read_at
         with self._lock:  # one reader refreshes; the others wait for its answer rather than scan too
             cached = self._fresh(tenant, month)
             if cached is not None:
-                return cached
+                return cached.cost, cached.read_at
+            read_at = self._monotonic()
             try:
                 totals = self.ledger.hourly_totals(tenant, month, billing.next_month_start(now))
             except TransientError as exc:
                 # Fail open: an unreadable ledger must not stop every budgeted tenant; the last figure stands.
                 log.warning("budget of %s not checked, the ledger is unavailable: %s", tenant, exc)
                 last = self._spent.get(tenant)
-                return last.cost if last is not None and last.month == month else Decimal(0)
+                if last is not None and last.month == month:
+                    return last.cost, last.read_at
+                return Decimal(0), -math.inf
             cost = usage_report.cost_of(totals, self.config)
-            self._spent[tenant] = _Spent(month, cost, self._monotonic())
-            with self._reserve:
-                local = self._local.get(tenant)
-                if local is not None and local.month == month and cost >= local.base + local.settled:
-                    local.settled = local.base = Decimal(0)  # the ledger caught up with what was settled here
-            return cost
+            self._spent[tenant] = _Spent(month, cost, read_at)
+            return cost, read_at
 
     def _current(self, tenant: str, month: datetime) -> _Local:
         local = self._local.get(tenant)
         if local is None or local.month != month:
+            # A new month: what was settled belongs to the last one; jobs in flight keep their reservations.
             local = self._local[tenant] = _Local(month, reserved=local.reserved if local else Decimal(0))
         return local
 
-    def _fresh(self, tenant: str, month: datetime) -> Decimal | None:
+    def _fresh(self, tenant: str, month: datetime) -> _Spent | None:
         cached = self._spent.get(tenant)
         if cached is None or cached.month != month or self._monotonic() - cached.read_at >= self.max_staleness_s:
             return None
-        return cached.cost
+        return cached
