@@ -143,7 +143,7 @@ def bootstrap(
         store=store,
         blobs=blobs,
         signals=signals,
-        budgets=BudgetGuard(ledger, config, settings.budget_cache_s),
+        budgets=BudgetGuard(ledger, config, settings.budget_cache_s, settings.budget_ingest_lag_s),
         registry=registry,
         cross_process=cross_process,
         dispatcher=dispatcher,

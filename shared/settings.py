@@ -67,8 +67,11 @@ class Settings(BaseSettings):
     script_init_timeout_s: float = Field(default=600.0, gt=0)
 
     # Billing. A tenant's month-to-date cost is re-read from the ledger at most every `budget_cache_s` when
-    # checking its monthly budget (so it may overshoot by what it spends in that window).
+    # admitting against its monthly budget (what this process reserved and settled meanwhile counts too).
     budget_cache_s: float = Field(default=10.0, ge=0)
+    # How long a finished job's usage may take to reach the ledger: its cost counts against the budget here until
+    # a ledger figure read that long after it ended.
+    budget_ingest_lag_s: float = Field(default=30.0, ge=0)
     usage_ingest_attempts: int = Field(default=3, ge=1)  # ledger tries per batch before it is kept for replay
     usage_ingest_backoff_s: float = Field(default=0.2, ge=0)  # × the attempt number, between tries
 

@@ -69,8 +69,7 @@ async def create_embeddings(
 ) -> Response:
     route = gw.route(body.model, header, embeddings.KIND)
     note_route(request, route)
-    payload = gw.check(route, body, extra)
-    return await submit_and_respond(gw, who, route, payload, request)
+    return await submit_and_respond(gw, who, route, body, extra, request)
 
 
 @router.get("/jobs/{job_id}")

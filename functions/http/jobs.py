@@ -12,20 +12,22 @@ from shared.application.gateway import Gateway, Submitted
 from shared.domain.auth import Caller
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.domain.routing import Route
+from shared.runtimes.base import ExtraMode
 
 
-async def submit(gw: Gateway, who: Caller, route: Route, payload: dict[str, Any], request: Request) -> Submitted:
-    """Queue the job (idempotently, with the request's key); its rate-limit headers go on the response."""
+async def submit(gw: Gateway, who: Caller, route: Route, body: Any, extra: ExtraMode, request: Request) -> Submitted:
+    """Admit, check and queue the job (idempotently, with the request's key), off the event loop (the check may
+    count prompt tokens); its rate-limit headers go on the response."""
     key = request.headers.get("idempotency-key")
-    submitted = await run_in_threadpool(gw.submit, who, route, payload, key)
+    submitted = await run_in_threadpool(gw.accept, who, route, body, extra, key)
     note(request, rate_headers(submitted.rate))
     return submitted
 
 
 async def submit_and_respond(
-    gw: Gateway, who: Caller, route: Route, payload: dict[str, Any], request: Request
+    gw: Gateway, who: Caller, route: Route, body: Any, extra: ExtraMode, request: Request
 ) -> Response:
-    submitted = await submit(gw, who, route, payload, request)
+    submitted = await submit(gw, who, route, body, extra, request)
     job = submitted.job
     if "respond-async" not in request.headers.get("prefer", "").lower():
         job = await gw.wait(job, gw.settings.sync_timeout_s)

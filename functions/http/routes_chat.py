@@ -1,7 +1,6 @@
-"""Chat and text completion routes: check at the edge, queue the job, then wait for it or relay its stream."""
+"""Chat and text completion routes: admit, check at the edge, queue the job, then wait for it or relay its stream."""
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from functions.http.body import StrictJsonRoute
@@ -34,7 +33,6 @@ async def _complete(
 ) -> Response:
     route = gw.route(body.model, header, chat.KIND)
     note_route(request, route)
-    payload = await run_in_threadpool(gw.check, route, body, extra)  # counts prompt tokens: off the event loop
     if body.stream:
-        return await stream_job(gw, who, route, payload, request, body)
-    return await submit_and_respond(gw, who, route, payload, request)
+        return await stream_job(gw, who, route, body, extra, request)
+    return await submit_and_respond(gw, who, route, body, extra, request)

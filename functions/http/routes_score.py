@@ -27,8 +27,7 @@ async def score_request(
 ) -> Response:
     if isinstance(body, bytes):  # sent without a JSON content type (what `curl -d` does): JSON all the same
         body = read_json(body)
-    named, parsed = score.check(body)
+    named, parsed = score.endpoint(body)  # only its model: the walk over the body comes after admission
     route = gw.route(named or model, header, score.KIND)
     note_route(request, route)
-    payload = gw.check(route, parsed, "error")
-    return await submit_and_respond(gw, who, route, payload, request)
+    return await submit_and_respond(gw, who, route, parsed, "error", request)

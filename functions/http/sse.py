@@ -19,6 +19,7 @@ from shared.domain.errors import TransientError
 from shared.domain.jobs import Job, JobStatus
 from shared.domain.routing import Route
 from shared.runtimes import chat
+from shared.runtimes.base import ExtraMode
 from shared.runtimes.streams import StreamChunk
 
 Read = tuple[list[StreamChunk], Job]
@@ -28,12 +29,12 @@ async def stream_job(
     gw: Gateway,
     who: Caller,
     route: Route,
-    payload: dict[str, Any],
-    request: Request,
     body: chat.Request,
+    extra: ExtraMode,
+    request: Request,
 ) -> Response:
     deployment = route.deployment
-    submitted = await submit(gw, who, route, payload, request)
+    submitted = await submit(gw, who, route, body, extra, request)
     job = submitted.job
     timeout_s = gw.settings.sync_timeout_s
     if not submitted.created:  # a repeat (Idempotency-Key): the first request relays; this one replays the result

@@ -1,6 +1,6 @@
-"""The gateway handler (HTTP side): authenticate, route, check at the edge, admit (budget, rate limits),
-submit the job (store, then queue), and await it — through job signals, never a loop over the store on the
-local host. Also the job API: read, cancel, and a streamed job's chunks."""
+"""The gateway handler (HTTP side): authenticate, route, admit (budget, rate limits: before any work on the
+body), check at the edge, submit the job (store, then queue), and await it — through job signals, never a loop
+over the store on the local host. Also the job API: read, cancel, and a streamed job's chunks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from shared.application import journal
+from shared.application.admission import Admission
 from shared.application.budgets import BudgetGuard
 from shared.application.dispatch import Dispatcher, Outgoing
 from shared.application.unit_of_work import JobUpdates
@@ -44,7 +47,7 @@ class Submitted:
     job: Job
     created: bool
     rate: RateState | None = None  # the tenant's rate limits after this request
-    estimated_tokens: int = 0  # what the rate limiter charged; settled to the real usage when the job ends
+    estimated_tokens: int = 0  # what its admission reserved; settled to the real usage when the job ends
 
 
 class Gateway:
@@ -73,8 +76,8 @@ class Gateway:
         self.signals = signals
         self.jobs = JobUpdates(store, blobs, signals)
         self.keys = KeyDirectory(config)
-        self.budgets = budgets
-        self.rate_limits = RateLimiter(config.tenants, clock=monotonic)
+        rates = RateLimiter(config.tenants, clock=monotonic)
+        self.admission = Admission(budgets, rates, store, signals, monotonic)
         self.registry = registry
         self.cross_process = cross_process  # a job may end in another process: signals alone can't tell
         self.dispatcher = dispatcher
@@ -101,49 +104,79 @@ class Gateway:
         kind = self.registry.kind(deployment)
         return kind.check(request, deployment, Edge(extra, self.settings, lambda: self._edge_tool(deployment)))
 
+    def accept(
+        self, caller: Caller, route: Route, request: Any, extra: ExtraMode, idempotency_key: str | None = None
+    ) -> Submitted:
+        """Admit a parsed request, then check it, then queue its job: a request its tenant's budget or rates
+        refuse costs nothing proportional to its body (a prompt is never tokenized for it)."""
+        unchecked = request.model_dump(exclude_none=True) if isinstance(request, BaseModel) else request
+        if not isinstance(unchecked, dict):
+            unchecked = {}  # a scoring body may be any JSON: its estimate reads nothing of it
+        return self._accept(caller, route, unchecked, lambda: self.check(route, request, extra), idempotency_key)
+
     def submit(
         self, caller: Caller, target: Route | Deployment, payload: dict[str, Any], idempotency_key: str | None = None
     ) -> Submitted:
-        """Queue a job for a routed request, or for one deployment by its own name (bypassing the traffic split:
-        what producers and tests do)."""
+        """Queue a job for a checked payload, for a routed request or for one deployment by its own name
+        (bypassing the traffic split: what producers and tests do)."""
+        route = target if isinstance(target, Route) else self.router.direct(target)
+        return self._accept(caller, route, payload, lambda: payload, idempotency_key)
+
+    def settle(self, caller: Caller, submitted: Submitted, job: Job) -> None:  # noqa: ARG002 (the routes' call)
+        """A job the response waited for ended: its real usage replaces what its admission reserved."""
+        if submitted.created:
+            self.admission.settle(job)
+
+    def _accept(
+        self,
+        caller: Caller,
+        route: Route,
+        unchecked: dict[str, Any],
+        checked: Callable[[], dict[str, Any]],
+        idempotency_key: str | None,
+    ) -> Submitted:
         if not caller.tenant:  # an admin key belongs to no tenant: nobody could be billed for the job
             raise Forbidden("An admin key can't run inference: use a tenant's API key.")
-        route = target if isinstance(target, Route) else self.router.direct(target)
         deployment = route.deployment
-        self.budgets.check(caller.tenant)  # every inference route submits: a tenant past its budget stops here
-        tokens = self.registry.kind(deployment).estimate(deployment, payload)
-        rate = self.rate_limits.admit(caller.tenant, tokens)
         # What the client asked for, not where the weights sent it: a repeat routed elsewhere is the same request.
         asked = deployment.name if route.pinned else route.endpoint.name
-        request_hash = hashlib.sha256(json.dumps([asked, payload], sort_keys=True).encode("utf-8")).hexdigest()
-        job = Job.new(
-            new_job_id(caller.tenant, idempotency_key),
-            caller.tenant,
-            deployment.name,
-            request_hash,
-            endpoint=route.endpoint.name,
-        )
-        job, outgoing = self._outgoing(job, payload)
+        job_id = new_job_id(caller.tenant, idempotency_key)
+        if idempotency_key is not None and (existing := self._own(caller, job_id)) is not None:
+            # A repeat was admitted when first sent: it costs neither rate nor budget again.
+            return self._repeat(existing, asked, checked())
+        estimate = self.registry.kind(deployment).estimate(deployment, unchecked)
+        hold = self.admission.admit(caller.tenant, deployment, estimate)
         try:
-            job = self._enqueue(job, outgoing)
-        except Conflict:
-            existing = self.store.get(job.id)
-            if existing is None or existing.tenant != caller.tenant:
+            payload = checked()
+            job = Job.new(
+                job_id, caller.tenant, deployment.name, _request_hash(asked, payload), endpoint=route.endpoint.name
+            )
+            job = self._enqueue(*self._outgoing(job, payload))
+        except Conflict:  # the same key, sent concurrently: the other request made the job
+            self.admission.release(hold, repeat=True)
+            existing = self._own(caller, job_id)
+            if existing is None:
                 raise
-            if existing.request_hash != request_hash:
-                raise Conflict("Idempotency-Key was already used with a different request.") from None
-            self.dispatcher.resend(existing, outgoing)  # its first request may have died before queueing it
-            return Submitted(existing, created=False, rate=rate, estimated_tokens=tokens)
+            return self._repeat(existing, asked, payload)
+        except BaseException:
+            self.admission.release(hold)
+            raise
+        self.admission.bind(job.id, hold)
         journal.transition("accepted", job, endpoint=job.endpoint)
         for mirror in route.mirrors:
             self._mirror(job, mirror, payload)
-        return Submitted(job, created=True, rate=rate, estimated_tokens=tokens)
+        return Submitted(job, created=True, rate=hold.rate, estimated_tokens=hold.tokens)
 
-    def settle(self, caller: Caller, submitted: Submitted, job: Job) -> None:
-        """A job the response waited for ended: its real token usage replaces the rate limiter's estimate."""
-        if job.status.terminal and submitted.created:
-            actual = sum(e.tokens for e in job.usage if e.meter.counts_tokens)
-            self.rate_limits.settle(caller.tenant, submitted.estimated_tokens, actual)
+    def _own(self, caller: Caller, job_id: str) -> Job | None:
+        job = self.store.get(job_id)
+        return job if job is not None and job.tenant == caller.tenant else None
+
+    def _repeat(self, existing: Job, asked: str, payload: dict[str, Any]) -> Submitted:
+        if existing.request_hash != _request_hash(asked, payload):
+            raise Conflict("Idempotency-Key was already used with a different request.")
+        # Its first request may have died before queueing it: the repeat sends its message.
+        self.dispatcher.resend(existing, self._outgoing(existing, payload)[1])
+        return Submitted(existing, created=False, rate=self.admission.rates.state(existing.tenant))
 
     # --- await ---------------------------------------------------------------------------------------------
     async def wait(self, job: Job, timeout_s: float) -> Job:
@@ -280,3 +313,7 @@ class Gateway:
             return self.registry.kind(self.config.deployment(job.deployment)).cancellable
         except NotFound:
             return False
+
+
+def _request_hash(asked: str, payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps([asked, payload], sort_keys=True).encode("utf-8")).hexdigest()

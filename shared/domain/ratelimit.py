@@ -2,10 +2,10 @@
 limits do), so `remaining` grows back a little every second and a bucket is full again a minute after use.
 
 Per HTTP instance, in memory: Flex Consumption scales the HTTP group out, so a tenant may get the configured
-limit once per instance serving it. Tokens are charged at the edge with an estimate (about 4 characters a
-token, plus the most a generation may produce) and settled to the job's actual usage when the response waits
-for the job; an async job keeps its estimate. A request larger than the whole token limit is let through when
-the bucket is full (the bucket goes into debt) rather than refused forever.
+limit once per instance serving it. Tokens are charged at admission with the kind's estimate (an upper bound
+of what the job may use) and settled to the job's real usage when it ends, sync or async
+(`shared.application.admission`). A request larger than the whole token limit is let through when the bucket
+is full (the bucket goes into debt) rather than refused forever.
 """
 
 from __future__ import annotations
@@ -79,6 +79,13 @@ class RateLimiter:
                 b.level -= cost[b.name]
             return RateState(tuple(b.limit() for b in buckets))
 
+    def state(self, tenant: str) -> RateState | None:
+        """The tenant's limits as they stand, charging nothing (what an idempotent repeat reports)."""
+        if tenant not in self._limits:
+            return None
+        with self._lock:
+            return RateState(tuple(b.limit() for b in self._refilled(tenant)))
+
     def settle(self, tenant: str, estimated: int, actual: int) -> None:
         """The job's real token usage replaces the estimate charged at the edge."""
         if tenant not in self._limits or estimated == actual:
@@ -87,6 +94,16 @@ class RateLimiter:
             for b in self._refilled(tenant):
                 if b.name == "tokens":
                     b.level = min(float(b.capacity), b.level + estimated - actual)
+
+    def refund(self, tenant: str, tokens: int, request: bool) -> None:
+        """Give back what an admitted request was charged: its tokens (refused after admission, by its check),
+        and its request too when it turned out to be a repeat of an existing job."""
+        if tenant not in self._limits:
+            return
+        with self._lock:
+            for b in self._refilled(tenant):
+                back = tokens if b.name == "tokens" else int(request)
+                b.level = min(float(b.capacity), b.level + back)
 
     def _refilled(self, tenant: str) -> list[_Bucket]:
         now = self._clock()

@@ -147,8 +147,14 @@ def check_unicode(value: Any, loc: tuple[str | int, ...] = ("body",)) -> None:
             check_unicode(item, (*loc, index))
 
 
-CHARS_PER_TOKEN = 4  # the edge's estimate, settled to the real count when the job ends
+SPECIAL_TOKENS = 2  # what a tokenizer adds to a text: [CLS] and [SEP], <s> and </s>
 
 
-def chars_to_tokens(text: Any) -> int:
-    return -(-len(text) // CHARS_PER_TOKEN) if isinstance(text, str) else 0
+def token_bound(text: Any) -> int:
+    """The most tokens a text can take, for the estimate reserved at admission (then settled to the real count):
+    one per UTF-8 byte (byte-level BPE and byte fallback take at most that, WordPiece at most one per character),
+    plus the special tokens. O(1) for ASCII text."""
+    if not isinstance(text, str):
+        return 0
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return size + SPECIAL_TOKENS

@@ -21,10 +21,10 @@ from shared.runtimes.base import (
     Fetch,
     TaskOutput,
     Work,
-    chars_to_tokens,
     check_unicode,
     extras_allowed,
     parse_payload,
+    token_bound,
 )
 from shared.runtimes.engines.genai import Generation, GenerationOptions, GenerationRunner
 from shared.runtimes.streams import Cadence, StreamWriter, read_chunks
@@ -60,6 +60,7 @@ class PromptTokens(Protocol):
     """Counts prompt tokens at the edge (`shared.runtimes.engines.prompts.PromptCounter`)."""
 
     context_length: int
+    max_token_chars: int  # the longest token's characters: a text of n characters takes ≥ n / this tokens
 
     def count_chat(self, messages: Sequence[dict[str, str]]) -> int | None: ...
     def count_text(self, text: str) -> int: ...
@@ -112,23 +113,29 @@ def check(request: Request, deployment: Deployment, extra: ExtraMode, counter: P
             input=limit,
         )
     if counter is not None:
-        if isinstance(request, ChatCompletionsRequest):
-            tokens = counter.count_chat(_template_messages(request))
-        else:
-            tokens = counter.count_text(request.prompts[0])
+        chat = isinstance(request, ChatCompletionsRequest)
+        messages = _template_messages(request) if isinstance(request, ChatCompletionsRequest) else []
+        prompt = "" if isinstance(request, ChatCompletionsRequest) else request.prompts[0]
+        # Refused by its length before any tokenizing when even the fewest tokens it can take don't fit: the
+        # tokenizer's cost (time and memory) is then bounded by the context, not by the body.
+        chars = sum(len(m["content"]) for m in messages) + len(prompt)
+        least = -(-chars // max(1, counter.max_token_chars))
+        if least >= counter.context_length:
+            check_context(least, counter.context_length, request, f"at least {least} tokens ({chars} characters)")
+        tokens = counter.count_chat(messages) if chat else counter.count_text(prompt)
         if tokens is not None:
             check_context(tokens, counter.context_length, request)
     return payload
 
 
-def check_context(prompt_tokens: int, context_length: int, request: Request) -> None:
+def check_context(prompt_tokens: int, context_length: int, request: Request, taken: str | None = None) -> None:
     """The prompt must leave room for at least one generated token."""
     if prompt_tokens < context_length:
         return
     chat = isinstance(request, ChatCompletionsRequest)
     name = "messages" if chat else "prompt"
     raise InvalidInput(
-        f"This model's context is {context_length} tokens, and the {name} take {prompt_tokens} tokens"
+        f"This model's context is {context_length} tokens, and the {name} take {taken or f'{prompt_tokens} tokens'}"
         f"{' with the chat template' if chat else ''}: at most {context_length - 1} leave room for a completion.",
         loc=("body", name),
         input={"prompt_tokens": prompt_tokens, "context_length": context_length},
@@ -326,12 +333,20 @@ def _result(result: dict[str, Any]) -> ChatCompletion | TextCompletion:
     return TextCompletion.model_validate(result)
 
 
+TEMPLATE_TOKENS = 16  # what the estimate allows for the chat template's tokens around each message
+
+
 def estimate(deployment: Deployment, payload: dict[str, Any]) -> int:
-    """The prompt at about 4 characters a token, plus the most the generation may produce."""
-    texts = [payload["prompt"]] if "prompt" in payload else [m.get("content") for m in payload.get("messages", [])]
-    prompt = sum(chars_to_tokens(_text(t)) for t in texts)
+    """The prompt's token bound (its UTF-8 bytes, and the template's allowance per message), plus the most the
+    generation may produce."""
+    if "prompt" in payload:
+        prompts = payload["prompt"]
+        prompt = sum(token_bound(p) for p in (prompts if isinstance(prompts, list) else [prompts]))
+    else:
+        messages = payload.get("messages") or []
+        prompt = sum(token_bound(_text(m.get("content"))) + TEMPLATE_TOKENS for m in messages if isinstance(m, dict))
     limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or deployment.max_tokens
-    return prompt + int(limit)
+    return prompt + min(int(limit), deployment.max_tokens)
 
 
 def _text(content: Any) -> str:

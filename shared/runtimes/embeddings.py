@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import InvalidInput
-from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, chars_to_tokens, check_unicode, extras_allowed
+from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, check_unicode, extras_allowed, token_bound
 from shared.runtimes.base import parse_payload as _parse
 from shared.runtimes.batching import MicroBatcher
 from shared.runtimes.engines.onnx_embeddings import RUN_OVERHEAD_TOKENS, Embedding, EmbeddingRunner
@@ -126,9 +126,11 @@ class EmbeddingsKind:
     def check(self, request: EmbeddingsRequest, deployment: Deployment, edge: Edge) -> dict[str, Any]:
         return check(request, deployment, edge)
 
-    def estimate(self, deployment: Deployment, payload: dict[str, Any]) -> int:  # noqa: ARG002
+    def estimate(self, deployment: Deployment, payload: dict[str, Any]) -> int:
+        """At most the model's `max_tokens` per input (it truncates there)."""
         inputs = payload.get("input", "")
-        return sum(chars_to_tokens(text) for text in ([inputs] if isinstance(inputs, str) else inputs))
+        texts = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
+        return sum(min(deployment.max_tokens, token_bound(text)) for text in texts)
 
     def execute(self, work: Work, payload: dict[str, Any], runtime: EmbeddingsRuntime) -> TaskOutput:
         request = parse(payload)

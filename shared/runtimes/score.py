@@ -31,22 +31,28 @@ class ScoreResult(BaseModel):
     output: Any
 
 
-def check(body: Any) -> tuple[str | None, dict[str, Any]]:
-    """The endpoint the body names (its `model`, taken out) and the payload to queue."""
+def endpoint(body: Any) -> tuple[str | None, Any]:
+    """The endpoint the body names (its `model`) and the body as JSON: what routing needs, read before the
+    request is admitted (the rest of the check walks the whole body, after)."""
     if isinstance(body, bytes):  # sent without a JSON content type (what `curl -d` does): JSON all the same
         try:
             body = json.loads(body)
         except (ValueError, RecursionError) as exc:
             raise InvalidInput("The request body must be JSON.", loc=("body",)) from exc
+    model = body.get("model") if isinstance(body, dict) else None
+    if model is not None and not isinstance(model, str):
+        raise InvalidInput("model must be a string", loc=("body", "model"), input=model)
+    return model, body
+
+
+def check(body: Any) -> dict[str, Any]:
+    """The payload to queue: the JSON body without its `model`."""
     _check_json(body, ("body",))
     check_unicode(body)
-    model = None
     if isinstance(body, dict) and "model" in body:
-        body = dict(body)
-        model = body.pop("model")
-        if not isinstance(model, str):
-            raise InvalidInput("model must be a string", loc=("body", "model"), input=model)
-    return model, ScorePayload(data=body).model_dump()
+        body = {k: v for k, v in body.items() if k != "model"}
+    payload: dict[str, Any] = ScorePayload(data=body).model_dump()
+    return payload
 
 
 def _check_json(value: Any, loc: tuple[str | int, ...]) -> None:
@@ -86,10 +92,9 @@ class ScoreKind:
     def edge_tool(self, deployment: Deployment, fetch: Fetch) -> None:  # noqa: ARG002 (the protocol's)
         return None
 
-    def check(self, request: dict[str, Any], deployment: Deployment, edge: Edge) -> dict[str, Any]:  # noqa: ARG002
-        """`request` is what `check(body)` made of the body before routing."""
-        payload: ScorePayload = parse_payload(ScorePayload, request)
-        return payload.model_dump()
+    def check(self, request: Any, deployment: Deployment, edge: Edge) -> dict[str, Any]:  # noqa: ARG002
+        """`request` is the JSON body (`endpoint(body)` read its `model` to route it)."""
+        return check(request)
 
     def estimate(self, deployment: Deployment, payload: dict[str, Any]) -> int:  # noqa: ARG002
         return 0  # billed per request, not per token

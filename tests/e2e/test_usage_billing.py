@@ -1,5 +1,5 @@
 """Billing through the real local host: what /embeddings reported is what /usage bills, per tenant, and a tenant
-past its monthly budget is refused with 429 OutOfQuota."""
+whose budget can't cover its next request's estimate is refused with 429 OutOfQuota."""
 
 import math
 from collections.abc import Iterator
@@ -53,9 +53,9 @@ BUDGET_KEY = "initech-key"
 
 @pytest.fixture
 def budget_host(tmp_path: Path) -> Iterator[RunningHost]:
-    # A budget of 0.0000001 USD is one token at 0.0001 per 1K: the first request reaches it.
+    # A budget of 0.0000015 USD is 15 tokens at 0.0001 per 1K: the first request's estimate, exactly.
     tenant = (
-        f'[[tenants]]\nname = "{BUDGETED}"\nkey_sha256 = ["{hash_key(BUDGET_KEY)}"]\nmonthly_budget = "0.0000001"\n'
+        f'[[tenants]]\nname = "{BUDGETED}"\nkey_sha256 = ["{hash_key(BUDGET_KEY)}"]\nmonthly_budget = "0.0000015"\n'
     )
     config = write_config(tmp_path / "budget.toml", extra=tenant)
     running = start_host(tmp_path, env={"INFERQ_BUDGET_CACHE_S": "0"}, config=config)
@@ -65,18 +65,19 @@ def budget_host(tmp_path: Path) -> Iterator[RunningHost]:
 
 def test_a_tenant_past_its_budget_gets_429_and_others_are_unaffected(budget_host: RunningHost) -> None:
     with budget_host.client(BUDGET_KEY) as c, budget_host.client(KEYS["acme"]) as acme:
-        # Accepted before the budget was reached, this job runs to completion and is billed in full, over budget.
+        # Its estimate (UTF-8 bytes + 2 special tokens an input: 15 tokens) is what the budget has left.
         accepted = c.post("/embeddings", json={"input": ["first", "second"]}, headers={"Prefer": "respond-async"})
         assert accepted.status_code == 202, accepted.text
         job_url = accepted.headers["Operation-Location"]
         wait_for(lambda: c.get(job_url).json()["status"] == "succeeded")
         reported = c.get(job_url).json()["result"]["usage"]["prompt_tokens"]
-        assert reported > 1  # more than the one token the budget covers
+        assert reported == 6  # settled to its real usage: 9 tokens' worth is left
         wait_for(lambda: billed_tokens(c) == reported)
 
-        refused = c.post("/embeddings", json={"input": "one more"})
+        refused = c.post("/embeddings", json={"input": "one more"})  # an estimate of 10 tokens
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"]["code"] == "OutOfQuota"
+        assert "less than this request's estimated cost" in refused.json()["error"]["message"]
         expected = math.ceil((next_month_start(datetime.now(UTC)) - datetime.now(UTC)).total_seconds())
         assert abs(int(refused.headers["Retry-After"]) - expected) <= 60
         assert c.get("/usage").status_code == 200  # reading usage is not spending

@@ -16,7 +16,7 @@ from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
 from shared.domain.config import load_config
 from shared.settings import Settings
-from tests.conftest import KEYS, write_config
+from tests.conftest import KEYS, wait_for, write_config
 
 LIMITED = {"requests": "initech-key", "tokens": "hooli-key"}
 TENANTS = (
@@ -54,7 +54,7 @@ def client(limited: Inferq) -> Iterator[TestClient]:
         yield c
 
 
-def post(client: TestClient, tenant_key: str, text: str = "hello", headers: dict[str, str] = ASYNC) -> dict:
+def post(client: TestClient, tenant_key: str, text: str | list[str] = "hello", headers: dict[str, str] = ASYNC) -> dict:
     r = client.post("/embeddings", json={"input": text}, headers={"api-key": tenant_key, **headers})
     return {"status": r.status_code, "headers": r.headers, "body": r.json()}
 
@@ -86,13 +86,13 @@ def test_past_the_requests_limit_is_429_with_retry_after_until_the_window_passes
 
 
 def test_past_the_tokens_limit_is_429_and_the_estimate_is_what_it_charges(client: TestClient, clock: Clock) -> None:
-    big = "word " * 720  # 3,600 characters: an estimate of 900 tokens
+    big = ["word " * 100] * 3  # 500 characters each: an estimate of 256 tokens each (the model truncates there)
     accepted = post(client, LIMITED["tokens"], big)
-    assert accepted["status"] == 202 and accepted["headers"]["x-ratelimit-remaining-tokens"] == "100"
+    assert accepted["status"] == 202 and accepted["headers"]["x-ratelimit-remaining-tokens"] == "232"
     refused = post(client, LIMITED["tokens"], big)
-    assert refused["status"] == 429 and refused["headers"]["Retry-After"] == "48"  # 800 short at 1000/min
+    assert refused["status"] == 429 and refused["headers"]["Retry-After"] == "33"  # 536 short at 1000/min
     assert refused["headers"]["x-ratelimit-limit-tokens"] == "1000"
-    clock.now += 48
+    clock.now += 33
     assert post(client, LIMITED["tokens"], big)["status"] == 202
 
 
@@ -100,13 +100,55 @@ def test_a_sync_request_settles_its_tokens_to_the_real_usage(limited: Inferq, cl
     host = LocalHost.build(limited)  # the worker, so the sync request gets its result
     host.start()
     try:
-        text = "The quick brown fox jumps over the lazy dog. " * 8  # 360 characters: an estimate of 90 tokens
+        text = "The quick brown fox jumps over the lazy dog. " * 4  # 180 characters: an estimate of 182 tokens
         done = post(client, LIMITED["tokens"], text, headers={})
     finally:
         host.stop()
     assert done["status"] == 200, done["body"]
-    assert done["headers"]["x-ratelimit-remaining-tokens"] == "910"  # charged at the edge: the estimate
+    assert done["headers"]["x-ratelimit-remaining-tokens"] == "818"  # reserved at admission: the estimate
     used = done["body"]["usage"]["prompt_tokens"]
-    assert used != 90
-    after = post(client, LIMITED["tokens"], "abcd")  # 1 token; the clock has not moved
-    assert after["headers"]["x-ratelimit-remaining-tokens"] == str(1000 - used - 1)
+    assert used != 182
+    after = post(client, LIMITED["tokens"], "abcd")  # 6 tokens reserved; the clock has not moved
+    assert after["headers"]["x-ratelimit-remaining-tokens"] == str(1000 - used - 6)
+
+
+def test_an_async_job_is_settled_to_its_real_usage_when_it_ends(limited: Inferq, client: TestClient) -> None:
+    host = LocalHost.build(limited)
+    host.start()
+    try:
+        first = post(client, LIMITED["tokens"], "hello world")  # 13 reserved, 4 used
+        assert first["status"] == 202 and first["headers"]["x-ratelimit-remaining-tokens"] == "987"
+        job = f"/jobs/{first['body']['id']}"
+        headers = {"api-key": LIMITED["tokens"]}
+        wait_for(lambda: client.get(job, headers=headers).json()["status"] == "succeeded")
+    finally:
+        host.stop()
+    after = post(client, LIMITED["tokens"], "abcd")  # nobody waited for the first: settled all the same
+    assert after["headers"]["x-ratelimit-remaining-tokens"] == str(1000 - 4 - 6)
+
+
+def test_cjk_text_can_not_take_more_tokens_in_a_minute_than_the_limit(limited: Inferq, client: TestClient) -> None:
+    """Three inputs of 330 CJK characters take 3 x 256 real tokens (the model truncates there): 3 times what 4
+    characters a token estimated, when 5 such async requests in a minute were billed 3,840 tokens."""
+    texts = ["日本語のテキストです。" * 30] * 3
+    answers = [post(client, LIMITED["tokens"], texts) for _ in range(5)]
+    assert [a["status"] for a in answers] == [202, 429, 429, 429, 429]
+    host = LocalHost.build(limited)
+    host.start()
+    headers = {"api-key": LIMITED["tokens"]}
+    try:
+        jobs = [f"/jobs/{a['body']['id']}" for a in answers if a["status"] == 202]
+        wait_for(lambda: all(client.get(j, headers=headers).json()["status"] == "succeeded" for j in jobs))
+    finally:
+        host.stop()
+    used = sum(client.get(j, headers=headers).json()["result"]["usage"]["prompt_tokens"] for j in jobs)
+    assert used == 768 <= 1000
+    assert post(client, LIMITED["tokens"], texts)["status"] == 429  # settled: 232 left, still short
+
+
+def test_idempotent_repeats_do_not_consume_the_rate_limit(client: TestClient) -> None:
+    key = {"Idempotency-Key": "one-job", **ASYNC}
+    statuses = [post(client, LIMITED["requests"], headers=key)["status"] for _ in range(12)]
+    assert statuses == [202] * 12
+    assert post(client, LIMITED["requests"])["status"] == 202  # the second request of the minute is still free
+    assert post(client, LIMITED["requests"])["status"] == 429

@@ -46,6 +46,7 @@ ACME, GLOBEX, ADMIN = Caller("acme"), Caller("globex"), Caller("", is_admin=True
 BROKE = Caller("broke")  # a monthly budget of 0: every request is past it
 LIMITED = Caller("limited")  # 2 requests a minute
 METERED = Caller("metered")  # 100 tokens a minute
+THRIFTY = Caller("thrifty")  # a monthly budget of 0.00001: 100 embedding tokens
 
 # The example config's deployments (an embeddings model behind an endpoint that mirrors to a shadow, a chat
 # model, a scoring script) with the test tenants and keys of tests/conftest.py, built in memory.
@@ -59,6 +60,7 @@ CONFIG = AppConfig.model_validate(
             {"name": "broke", "monthly_budget": "0"},
             {"name": "limited", "requests_per_minute": 2},
             {"name": "metered", "tokens_per_minute": 100},
+            {"name": "thrifty", "monthly_budget": "0.00001"},
         ],
         "deployments": [
             {

@@ -2,6 +2,7 @@
 a cache with bounded staleness."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -95,3 +96,40 @@ def test_an_unreadable_ledger_fails_open_with_the_last_figure(
     spend(ledger, "acme", 2_000_000)
     with pytest.raises(QuotaExceeded):
         guard.check("acme")
+
+
+def test_reservations_count_until_released_and_settled_costs_until_the_ledger_shows_them(
+    guard: BudgetGuard, ledger: FlakyUsageLedger, clocks: Clocks
+) -> None:
+    guard.reserve("acme", Decimal("0.6"))
+    with pytest.raises(QuotaExceeded, match="has 0.4 EUR left of its monthly budget, less than this request's"):
+        guard.reserve("acme", Decimal("0.5"))
+    guard.reserve("acme", Decimal("0.4"))  # exactly what is left
+    with pytest.raises(QuotaExceeded, match="reached its monthly budget"):
+        guard.reserve("acme", Decimal(0))
+    guard.release("acme", Decimal("0.6"), actual=Decimal("0.2"))  # its job ended, costing 0.2
+    guard.release("acme", Decimal("0.4"))  # refused by its check: nothing spent
+    with pytest.raises(QuotaExceeded):
+        guard.reserve("acme", Decimal("0.81"))  # the 0.2 counts while the ledger does not show it yet
+    spend(ledger, "acme", 400_000)  # now it does (0.2)
+    clocks.mono += 10
+    with pytest.raises(QuotaExceeded) as early:  # read sooner than the ingest lag after it: it may count twice
+        guard.reserve("acme", Decimal("0.8"))
+    assert early.value.retry_after_s == 30 + 10 and "try again in 40 s" in early.value.message
+    clocks.mono += 30
+    guard.reserve("acme", Decimal("0.8"))  # a figure read 30 s after it was settled: counted once
+    guard.reserve("globex", Decimal(10**6))  # no budget: nothing held
+
+
+def test_a_cost_the_ledger_showed_before_it_was_settled_is_not_counted_twice_for_long(
+    guard: BudgetGuard, ledger: FlakyUsageLedger, clocks: Clocks
+) -> None:
+    guard.reserve("acme", Decimal("0.5"))
+    spend(ledger, "acme", 1_000_000)  # its job's 0.5 is billed and read...
+    clocks.mono += 10
+    assert guard.month_cost("acme", clocks.now) == Decimal("0.5")
+    guard.release("acme", Decimal("0.5"), actual=Decimal("0.5"))  # ...before this process settles it
+    with pytest.raises(QuotaExceeded):
+        guard.reserve("acme", Decimal("0.5"))  # counted twice for now
+    clocks.mono += 40
+    guard.reserve("acme", Decimal("0.5"))  # not for the rest of the month

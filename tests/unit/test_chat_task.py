@@ -29,14 +29,18 @@ WORDS = {t: f"w{t} " for t in range(5, 16)}
 
 class Counter:
     context_length = 100
+    max_token_chars = 4
 
     def __init__(self, tokens: int | None) -> None:
         self.tokens = tokens
+        self.counted = 0  # texts tokenized
 
     def count_chat(self, messages: Sequence[dict[str, str]]) -> int | None:
+        self.counted += 1
         return self.tokens
 
     def count_text(self, text: str) -> int:
+        self.counted += 1
         return self.tokens or 0
 
 
@@ -110,6 +114,22 @@ def test_a_prompt_that_fills_the_context_is_rejected_with_the_numbers() -> None:
     chat.check(
         chat_request(), DEPLOYMENT, "error", Counter(None)
     )  # template not renderable at the edge: worker decides
+
+
+def test_a_prompt_too_long_for_the_context_by_its_characters_alone_is_refused_without_tokenizing() -> None:
+    # 100 tokens of context, at most 4 characters a token: 400 characters can't fit, whatever the tokenizer says.
+    counter = Counter(1)
+    two = [{"role": "system", "content": "s" * 200}, {"role": "user", "content": "u" * 200}]
+    for request, least in (
+        (chat_request(messages=two), "at least 100 tokens (400 characters)"),
+        (CompletionsRequest(prompt="p" * 8_000_000), "at least 2000000 tokens (8000000 characters)"),
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            chat.check(request, DEPLOYMENT, "error", counter)
+        assert least in caught.value.message
+    assert counter.counted == 0  # never tokenized
+    chat.check(chat_request(messages=[{"role": "user", "content": "u" * 396}]), DEPLOYMENT, "error", counter)
+    assert counter.counted == 1  # 396 characters may fit: the tokenizer decides
 
 
 def test_extra_parameters_follow_the_header() -> None:

@@ -242,16 +242,6 @@ def test_the_token_estimate_charged_at_the_edge_is_settled_to_the_jobs_real_usag
         app.gateway.submit(METERED, app.config.deployment(EMBED), {"input": " ".join(["w"] * 9)})  # 90 > 85
 
 
-def test_an_idempotent_repeat_settles_nothing() -> None:
-    app = fake_app(monotonic=Clock())
-    app.gateway.submit(METERED, app.config.deployment(EMBED), {"input": "a b"}, "k")  # 20 charged
-    done = run_next(app)
-    again = app.gateway.submit(METERED, app.config.deployment(EMBED), {"input": "a b"}, "k")  # 20 more
-    app.gateway.settle(METERED, again, done)  # the job is not this request's: its usage settles nothing here
-    probe = app.gateway.submit(METERED, app.config.deployment(EMBED), {"input": "a"})
-    assert _remaining(probe) == 100 - 20 - 20 - 10
-
-
 def _remaining(submitted: Submitted) -> int:
     rate = submitted.rate
     assert rate is not None

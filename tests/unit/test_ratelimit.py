@@ -97,13 +97,17 @@ def deployment(kind: str, max_tokens: int = 256) -> Deployment:
     return Deployment(name="d", kind=kind, model_name="m", model=model, max_tokens=max_tokens, **extra)
 
 
-def test_the_token_estimate_counts_characters_and_the_most_a_generation_may_produce() -> None:
-    assert estimate_tokens(deployment("embeddings"), {"input": ["abcd", "abcde"]}) == 1 + 2
-    assert estimate_tokens(deployment("embeddings"), {"input": "a" * 40}) == 10
+def test_the_token_estimate_bounds_what_a_job_may_use() -> None:
+    # UTF-8 bytes plus 2 special tokens per text, capped at the model's max_tokens; for chat, the template's
+    # allowance per message and the most the generation may produce.
+    assert estimate_tokens(deployment("embeddings"), {"input": ["abcd", "abcde"]}) == (4 + 2) + (5 + 2)
+    assert estimate_tokens(deployment("embeddings"), {"input": "é" * 40}) == 80 + 2  # 2 bytes a character
+    assert estimate_tokens(deployment("embeddings"), {"input": ["a" * 1000, "b"]}) == 256 + 3  # truncated at 256
     chat = deployment("chat-completion", max_tokens=64)
     messages = [{"role": "user", "content": "a" * 8}, {"role": "user", "content": [{"type": "text", "text": "bcde"}]}]
-    assert estimate_tokens(chat, {"messages": messages}) == 2 + 1 + 64
-    assert estimate_tokens(chat, {"prompt": "abcdefgh", "max_tokens": 5}) == 2 + 5
+    assert estimate_tokens(chat, {"messages": messages}) == (10 + 16) + (6 + 16) + 64
+    assert estimate_tokens(chat, {"prompt": "abcdefgh", "max_tokens": 5}) == 10 + 5
+    assert estimate_tokens(chat, {"prompt": "abcdefgh", "max_tokens": 500}) == 10 + 64  # refused later: at most 64
     assert estimate_tokens(deployment("score"), {"data": [1, 2, 3]}) == 0
 
 

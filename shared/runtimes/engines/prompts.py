@@ -30,6 +30,10 @@ class PromptCounter:
             raise ConfigError(f"{model_dir}/tokenizer.json does not load: {exc}") from exc
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
+        # A token stands for at most this many characters of text (byte-level vocabularies spell one byte a
+        # character): what lets a prompt too long for the context be refused without tokenizing it. It assumes
+        # the tokenizer drops no text (true of byte-level BPE and SentencePiece, what generation models use).
+        self.max_token_chars = max(len(t) for t in self._tokenizer.get_vocab(with_added_tokens=True))
         self._lock = threading.Lock()
         config = _read_json(model_dir / "tokenizer_config.json")
         self._specials = {k: _token_text(config.get(k)) for k in ("bos_token", "eos_token", "unk_token", "pad_token")}
