@@ -72,4 +72,4 @@ soak: install model
 	$(BIN)/python -m tests.e2e.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis
