@@ -81,8 +81,11 @@ class Worker:
             self._leave(message.tenant)
 
     def _enter(self, tenant: str) -> bool:
+        """A slot for the tenant's job: always within its bound; past it, only while `tenant_max_running` slots
+        stay free for other tenants (a lone tenant is never slowed)."""
         with self._running_lock:
-            if self._running[tenant] >= self._limit:
+            busy = sum(self._running.values())
+            if self._running[tenant] >= self._limit and busy >= self.settings.worker_concurrency - self._limit:
                 return False
             self._running[tenant] += 1
             return True

@@ -369,7 +369,8 @@ def test_a_generation_keeps_its_usage_with_the_job_before_publishing_it() -> Non
 
 def test_a_tenant_past_its_running_bound_is_deferred_while_other_tenants_run() -> None:
     clock = [1000.0]
-    app = fake_app(unit_settings(tenant_max_running=1, tenant_defer_s=30), queue=MemoryJobQueue(clock=lambda: clock[0]))
+    settings = unit_settings(tenant_max_running=1, tenant_defer_s=30, worker_concurrency=2)  # 1 slot kept free
+    app = fake_app(settings, queue=MemoryJobQueue(clock=lambda: clock[0]))
     first, second = submit(app, {"input": "a"}, key="1"), submit(app, {"input": "b"}, key="2")
     other = submit(app, {"input": "c"}, caller=GLOBEX)
     bodies = [take(app) for _ in range(3)]
@@ -396,3 +397,26 @@ def test_a_tenant_past_its_running_bound_is_deferred_while_other_tenants_run() -
     assert message.dequeue_count == 1  # a new message: the deferral was no failed delivery
     app.worker.process(message.body)
     assert app.store.get(second.id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_a_lone_tenant_past_its_bound_runs_while_slots_stay_free_for_others() -> None:
+    app = fake_app(unit_settings(tenant_max_running=1, worker_concurrency=3))  # 1 of its own + 1 + 1 kept free
+    first, second = submit(app, {"input": "a"}, key="1"), submit(app, {"input": "b"}, key="2")
+    bodies = [take(app) for _ in range(2)]
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_the_first() -> None:
+        if not inside.is_set():
+            inside.set()
+            assert release.wait(5)
+
+    runtime(app, EMBED).during = hold_the_first
+    running = threading.Thread(target=app.worker.process, args=(bodies[0],))
+    running.start()
+    assert inside.wait(5)
+    app.worker.process(bodies[1])  # past its bound of 1, but 2 of 3 slots are free: it runs
+    release.set()
+    running.join(5)
+    assert app.store.get(second.id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+    assert app.store.get(first.id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+    assert app.queue.receive(10, 0) == []  # nothing deferred
