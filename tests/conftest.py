@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -24,6 +24,9 @@ from shared.domain.config import AppConfig, load_config
 from shared.schemas.usage import Meter, UsageEvent, usage_event
 from shared.settings import Settings
 from tests.azurite import azurite  # noqa: F401  (the session's Azurite, for the Azure adapter tests)
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "models" / "all-MiniLM-L6-v2-int8"
@@ -176,6 +179,22 @@ def ledger_event(
         time=time,
         mirrored=mirrored,
     )
+
+
+@contextmanager
+def app_client(service: Inferq) -> Iterator[TestClient]:
+    """The HTTP app in process on `service` (installed for the function objects too); an unexpected error is
+    answered 500, as the host answers it, instead of raised into the test."""
+    from fastapi.testclient import TestClient
+
+    from functions.http.app import app
+
+    set_app(service)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client
+    finally:
+        set_app(None)
 
 
 @pytest.fixture

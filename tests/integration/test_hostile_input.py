@@ -12,9 +12,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from functions.http.app import app
-from shared.bootstrap import Inferq, set_app
-from tests.conftest import KEYS
+from shared.bootstrap import Inferq
+from tests.conftest import KEYS, app_client
 
 ASYNC = {"api-key": KEYS["acme"], "Prefer": "respond-async", "content-type": "application/json"}
 CHAT = '"model": "tiny-random-chat", "messages": [{"role": "user", "content": "hi"}]'
@@ -28,10 +27,8 @@ VALID = {
 
 @pytest.fixture
 def client(service: Inferq) -> Iterator[TestClient]:
-    set_app(service)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with app_client(service) as c:
         yield c
-    set_app(None)
 
 
 def assert_envelope(r: httpx.Response) -> dict[str, Any]:

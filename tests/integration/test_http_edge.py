@@ -9,21 +9,18 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from functions.http.app import app
-from shared.bootstrap import Inferq, set_app
+from shared.bootstrap import Inferq
 from shared.domain.errors import StorageUnavailable
 from shared.domain.jobs import JobStatus
-from tests.conftest import KEYS
+from tests.conftest import KEYS, app_client
 
 ASYNC = {"api-key": KEYS["acme"], "Prefer": "respond-async", "content-type": "application/json"}
 
 
 @pytest.fixture
 def client(service: Inferq) -> Iterator[TestClient]:
-    set_app(service)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with app_client(service) as c:
         yield c
-    set_app(None)
 
 
 def queued_jobs(service: Inferq) -> list[str]:

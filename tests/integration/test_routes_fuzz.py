@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from starlette.routing import BaseRoute
 
 from functions.http.app import app
-from shared.bootstrap import Inferq, set_app
-from tests.conftest import ADMIN_KEY, KEYS
+from shared.bootstrap import Inferq
+from tests.conftest import ADMIN_KEY, KEYS, app_client
 from tests.integration.test_hostile_input import assert_envelope
 
 # Drawn one by one, not as `st.text(alphabet)`: that merges the alphabets into one, where surrogates are rare.
@@ -171,10 +171,8 @@ def calls(method: str, path: str) -> st.SearchStrategy[Call]:
 
 @pytest.fixture
 def client(service: Inferq) -> Iterator[TestClient]:
-    set_app(service)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with app_client(service) as c:
         yield c
-    set_app(None)
 
 
 def examples(method: str) -> Callable[[Any], Any]:

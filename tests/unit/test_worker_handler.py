@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from shared.adapters.memory import MemoryDeploymentStats, MemoryJobQueue, MemoryJobStore, MemoryUsageLog
+from shared.bootstrap import Inferq
 from shared.domain.errors import InvalidInput, ModelError, StorageUnavailable
 from shared.domain.jobs import Job, JobStatus, utcnow
 from shared.schemas.messages import JobMessage
@@ -367,14 +368,9 @@ def test_a_generation_keeps_its_usage_with_the_job_before_publishing_it() -> Non
     assert store.replaces == 3  # running, succeeded with usage kept (unpublished), then marked published
 
 
-def test_a_tenant_past_its_running_bound_is_deferred_while_other_tenants_run() -> None:
-    clock = [1000.0]
-    settings = unit_settings(tenant_max_running=1, tenant_defer_s=30, worker_concurrency=2)  # 1 slot kept free
-    app = fake_app(settings, queue=MemoryJobQueue(clock=lambda: clock[0]))
-    first, second = submit(app, {"input": "a"}, key="1"), submit(app, {"input": "b"}, key="2")
-    other = submit(app, {"input": "c"}, caller=GLOBEX)
-    bodies = [take(app) for _ in range(3)]
-    inside, release = threading.Event(), threading.Event()
+def running_held(app: Inferq, body: str, release: threading.Event) -> threading.Thread:
+    """The worker running `body`'s job in a thread, held inside the model until `release` is set."""
+    inside = threading.Event()
 
     def hold_the_first() -> None:
         if not inside.is_set():
@@ -382,9 +378,21 @@ def test_a_tenant_past_its_running_bound_is_deferred_while_other_tenants_run() -
             assert release.wait(5)
 
     runtime(app, EMBED).during = hold_the_first
-    running = threading.Thread(target=app.worker.process, args=(bodies[0],))
+    running = threading.Thread(target=app.worker.process, args=(body,))
     running.start()
-    assert inside.wait(5)  # acme's first job is running
+    assert inside.wait(5)
+    return running
+
+
+def test_a_tenant_past_its_running_bound_is_deferred_while_other_tenants_run() -> None:
+    clock = [1000.0]
+    settings = unit_settings(tenant_max_running=1, tenant_defer_s=30, worker_concurrency=2)  # 1 slot kept free
+    app = fake_app(settings, queue=MemoryJobQueue(clock=lambda: clock[0]))
+    first, second = submit(app, {"input": "a"}, key="1"), submit(app, {"input": "b"}, key="2")
+    other = submit(app, {"input": "c"}, caller=GLOBEX)
+    bodies = [take(app) for _ in range(3)]
+    release = threading.Event()
+    running = running_held(app, bodies[0], release)  # acme's first job is running
     app.worker.process(bodies[1])  # acme's second: deferred, not run
     app.worker.process(bodies[2])  # globex's runs at once
     release.set()
@@ -403,17 +411,8 @@ def test_a_lone_tenant_past_its_bound_runs_while_slots_stay_free_for_others() ->
     app = fake_app(unit_settings(tenant_max_running=1, worker_concurrency=3))  # 1 of its own + 1 + 1 kept free
     first, second = submit(app, {"input": "a"}, key="1"), submit(app, {"input": "b"}, key="2")
     bodies = [take(app) for _ in range(2)]
-    inside, release = threading.Event(), threading.Event()
-
-    def hold_the_first() -> None:
-        if not inside.is_set():
-            inside.set()
-            assert release.wait(5)
-
-    runtime(app, EMBED).during = hold_the_first
-    running = threading.Thread(target=app.worker.process, args=(bodies[0],))
-    running.start()
-    assert inside.wait(5)
+    release = threading.Event()
+    running = running_held(app, bodies[0], release)
     app.worker.process(bodies[1])  # past its bound of 1, but 2 of 3 slots are free: it runs
     release.set()
     running.join(5)
