@@ -286,6 +286,19 @@ def unit_settings(**fields: Any) -> Settings:
     return Settings(**settings, _env_file=None)
 
 
+def memory_adapters() -> dict[str, Any]:
+    """A fresh set of in-memory adapters (two apps given the same set share their queues and stores)."""
+    return {
+        "queue": MemoryJobQueue("jobs"),
+        "poison": MemoryJobQueue("jobs-poison"),
+        "store": MemoryJobStore(),
+        "blobs": MemoryBlobStore(),
+        "stream": MemoryUsageLog(),
+        "ledger": MemoryUsageLedger(),
+        "stats": MemoryDeploymentStats(),
+    }
+
+
 def fake_app(
     settings: Settings | None = None,
     *,
@@ -295,15 +308,7 @@ def fake_app(
 ) -> Inferq:
     """The app on in-memory adapters and fake kinds; `ports` replace any of the adapters."""
     settings = settings or unit_settings()
-    adapters: dict[str, Any] = {
-        "queue": MemoryJobQueue("jobs"),
-        "poison": MemoryJobQueue("jobs-poison"),
-        "store": MemoryJobStore(),
-        "blobs": MemoryBlobStore(),
-        "stream": MemoryUsageLog(),
-        "ledger": MemoryUsageLedger(),
-        "stats": MemoryDeploymentStats(),
-    }
+    adapters = memory_adapters()
     registry = RuntimeRegistry(settings, models or FakeModels(), kinds=kinds or fake_kinds())
     return bootstrap(settings, config=CONFIG, registry=registry, **(adapters | ports))
 

@@ -11,13 +11,6 @@ from decimal import Decimal
 
 import pytest
 
-from shared.adapters.memory import (
-    MemoryBlobStore,
-    MemoryJobQueue,
-    MemoryJobStore,
-    MemoryUsageLedger,
-    MemoryUsageLog,
-)
 from shared.adapters.signals import InProcessJobSignals
 from shared.application.gateway import Submitted
 from shared.bootstrap import Inferq
@@ -25,7 +18,7 @@ from shared.domain.auth import Caller
 from shared.domain.errors import InvalidInput, QuotaExceeded, RateLimited
 from shared.domain.jobs import JobStatus
 from shared.domain.usage_report import cost_of
-from tests.unit.fakes import EMBED, LIMITED, METERED, THRIFTY, fake_app, logged_bodies, run_next
+from tests.unit.fakes import EMBED, LIMITED, METERED, THRIFTY, fake_app, logged_bodies, memory_adapters, run_next
 
 BUDGET = Decimal("0.00001")
 
@@ -109,14 +102,7 @@ def test_an_async_job_is_settled_to_its_real_usage_when_it_ends_in_this_process(
 
 def test_an_async_job_that_ends_in_another_process_is_settled_from_the_store() -> None:
     clock = Clock()
-    shared = {
-        "queue": MemoryJobQueue("jobs"),
-        "poison": MemoryJobQueue("jobs-poison"),
-        "store": MemoryJobStore(),
-        "blobs": MemoryBlobStore(),
-        "stream": MemoryUsageLog(),
-        "ledger": MemoryUsageLedger(),
-    }
+    shared = memory_adapters()
     http = fake_app(monotonic=clock, signals=InProcessJobSignals(), **shared)
     worker = fake_app(signals=InProcessJobSignals(), **shared)  # its job signals never reach the HTTP side
     send(http, METERED, "a b c d e")
