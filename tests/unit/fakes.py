@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from shared.adapters.memory import (
     MemoryBlobStore,
+    MemoryBudgetReservations,
     MemoryDeploymentStats,
     MemoryJobQueue,
     MemoryJobStore,
@@ -303,6 +304,7 @@ def fake_app(
         "stream": MemoryUsageLog(),
         "ledger": MemoryUsageLedger(),
         "stats": MemoryDeploymentStats(),
+        "reservations": MemoryBudgetReservations(),
     }
     registry = RuntimeRegistry(settings, models or FakeModels(), kinds=kinds or fake_kinds())
     return bootstrap(settings, config=CONFIG, registry=registry, **(adapters | ports))
