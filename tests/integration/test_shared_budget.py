@@ -2,10 +2,12 @@
 hosts) on one SQLite data dir, or on one storage account (Azurite), reserve in the one shared count. Bursts on
 both at once admit no more than the budget's worth of estimates (each instance used to admit that much on its
 own); a job settled on one frees budget on the other; and the holds of an instance that died lapse
-INFERQ_BUDGET_HOLD_S after it reserved them."""
+INFERQ_BUDGET_HOLD_S after it reserved them. Two local processes on one data dir hold it too."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,7 @@ from shared.domain.config import load_config
 from shared.domain.errors import QuotaExceeded
 from shared.settings import Settings
 from tests.azurite import Azurite
-from tests.conftest import write_config
+from tests.conftest import ROOT, wait_for, write_config
 
 KEY = "thrifty-key"
 TENANTS = f'[[tenants]]\nname = "thrifty"\nkey_sha256 = ["{hash_key(KEY)}"]\nmonthly_budget = "0.00001"\n\n'
@@ -109,3 +111,35 @@ def test_the_holds_of_an_instance_that_died_lapse_after_the_hold_time(
         send(survivor)
     clock.now += timedelta(seconds=11)  # past the hold time, rounded up to a 10 s bucket
     assert len(burst([survivor], 40)) == FIT
+
+
+BURST = """
+import sys, time
+from pathlib import Path
+from shared.bootstrap import bootstrap
+from shared.domain.config import load_config
+from shared.settings import Settings
+from tests.integration.test_shared_budget import burst
+tmp = Path(sys.argv[1])
+app = bootstrap(Settings(_env_file=None, data_dir=tmp / "data", config=tmp / "budget.toml"))
+(tmp / sys.argv[2]).touch()
+while not (tmp / "go").exists():
+    time.sleep(0.01)
+print(len(burst([app], 60)))
+"""
+
+
+def test_two_local_processes_on_one_data_dir_hold_one_budget(tmp_path: Path) -> None:
+    write_config(tmp_path / "budget.toml", extra=TENANTS)
+    processes = [
+        subprocess.Popen([sys.executable, "-c", BURST, str(tmp_path), f"ready-{n}"], cwd=ROOT, stdout=subprocess.PIPE)
+        for n in range(2)
+    ]
+    try:
+        wait_for(lambda: all((tmp_path / f"ready-{n}").exists() for n in range(2)), timeout=60)
+        (tmp_path / "go").touch()  # both burst at once
+        admitted = [int(p.communicate(timeout=120)[0]) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    assert sum(admitted) == FIT, admitted  # (each process admitted 14 on its own: 28)
