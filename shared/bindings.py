@@ -17,6 +17,7 @@ JOBS_TABLE: Final = "inferqjobs"
 LEDGER_TABLE: Final = "inferqusage"
 DEADLETTER_TABLE: Final = "inferqdeadletters"
 STATS_TABLE: Final = "inferqstats"
+BUDGETS_TABLE: Final = "inferqbudgets"
 
 PAYLOAD_CONTAINER: Final = "inferq-payloads"
 MODELS_CONTAINER: Final = "inferq-models"

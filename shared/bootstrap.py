@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache, lru_cache
 
 from shared.adapters.files import FileBlobStore
@@ -18,6 +19,7 @@ from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.jobs import SqliteJobStore
 from shared.adapters.sqlite.ledger import SqliteUsageLedger
 from shared.adapters.sqlite.queue import SqliteJobQueue
+from shared.adapters.sqlite.reservations import SqliteBudgetReservations
 from shared.adapters.sqlite.stats import SqliteDeploymentStats
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.application.billing import Billing
@@ -29,8 +31,10 @@ from shared.application.worker import Worker
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
 from shared.domain.config import AppConfig, load_config
 from shared.domain.errors import ConfigError
+from shared.domain.jobs import utcnow
 from shared.domain.ports import (
     BlobStore,
+    BudgetReservations,
     DeploymentStats,
     JobQueue,
     JobSignals,
@@ -67,6 +71,7 @@ class Inferq:
     stream: UsageStream
     ledger: UsageLedger
     stats: DeploymentStats
+    reservations: BudgetReservations  # every instance's budget holds
     signals: JobSignals
     usage_log: UsageLog | None  # the embedded usage stream, which the local host consumes; None on Event Hubs
     queue_sent: threading.Event  # set when a job is queued, so the local host's pump need not wait
@@ -83,11 +88,13 @@ def bootstrap(
     stream: UsageStream | None = None,
     ledger: UsageLedger | None = None,
     stats: DeploymentStats | None = None,
+    reservations: BudgetReservations | None = None,
     models: ModelSource | None = None,
     signals: JobSignals | None = None,
     registry: RuntimeRegistry | None = None,
     rng: random.Random | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Inferq:
     config = config or load_config(settings.config)
     db = cache(lambda: SqliteDatabase(settings.db_path))  # opened only if an embedded adapter is used
@@ -101,6 +108,7 @@ def bootstrap(
         queue, store, blobs = queue or azure.queue, store or azure.store, blobs or azure.blobs
         poison = poison or (azure.queue.poison_queue() if queue is azure.queue else None)
         ledger, stream, stats = ledger or azure.ledger, stream or azure.stream, stats or azure.stats
+        reservations = reservations or azure.reservations
         if stream is None:
             log.warning(
                 "no Event Hubs connection (EventHubConnection): usage events go to the embedded log in %s",
@@ -120,6 +128,7 @@ def bootstrap(
     blobs = blobs or FileBlobStore(settings.data_dir / "blobs")
     ledger = ledger or SqliteUsageLedger(db())
     stats = stats or SqliteDeploymentStats(db())
+    reservations = reservations or SqliteBudgetReservations(db())
     # Jobs may end on other instances only with Azure storage: there one watcher per instance reads them.
     signals = signals or (WatchingJobSignals(store) if cross_process else InProcessJobSignals())
     # Set whenever a job is queued here, so a pump in this process (the local host's) need not wait for a poll.
@@ -143,7 +152,15 @@ def bootstrap(
         store=store,
         blobs=blobs,
         signals=signals,
-        budgets=BudgetGuard(ledger, config, settings.budget_cache_s, settings.budget_ingest_lag_s),
+        budgets=BudgetGuard(
+            ledger,
+            reservations,
+            config,
+            settings.budget_cache_s,
+            settings.budget_ingest_lag_s,
+            settings.budget_hold_s,
+            clock=clock,  # when holds lapse, and costs settled elsewhere are billed: wall time, shared
+        ),
         registry=registry,
         cross_process=cross_process,
         dispatcher=dispatcher,
@@ -170,6 +187,7 @@ def bootstrap(
         "usage stream": stream,
         "usage ledger": ledger,
         "deployment stats": stats,
+        "budget reservations": reservations,
     }
     return Inferq(
         settings=settings,
@@ -187,6 +205,7 @@ def bootstrap(
         stream=stream,
         ledger=ledger,
         stats=stats,
+        reservations=reservations,
         signals=signals,
         usage_log=usage_log,
         queue_sent=queue_sent,

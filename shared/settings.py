@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # How long a finished job's usage may take to reach the ledger: its cost counts against the budget here until
     # a ledger figure read that long after it ended.
     budget_ingest_lag_s: float = Field(default=30.0, ge=0)
+    # How long a budget reservation holds at most: a job not settled by then (its instance died, or it is still
+    # queued or running) no longer counts until its usage is billed. At most an hour: the holds stay one entity.
+    budget_hold_s: float = Field(default=900.0, gt=0, le=3600)
     usage_ingest_attempts: int = Field(default=3, ge=1)  # ledger tries per batch before it is kept for replay
     usage_ingest_backoff_s: float = Field(default=0.2, ge=0)  # × the attempt number, between tries
 

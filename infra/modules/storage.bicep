@@ -209,6 +209,11 @@ resource statsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   name: 'inferqstats'
 }
 
+resource budgetsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: 'inferqbudgets'
+}
+
 output id string = storage.id
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
@@ -223,3 +228,4 @@ output jobsTableName string = jobsTable.name
 output ledgerTableName string = ledgerTable.name
 output deadLetterTableName string = deadLetterTable.name
 output statsTableName string = statsTable.name
+output budgetsTableName string = budgetsTable.name

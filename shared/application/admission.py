@@ -40,6 +40,7 @@ class Hold:
     tokens: int
     cost: Decimal
     rate: RateState | None  # the tenant's rate limits after the admission
+    expires: int | None = None  # when its budget hold lapses (epoch s); None: its tenant has no budget
 
 
 def cost_bound(deployment: Deployment, tokens: int) -> Decimal:
@@ -84,7 +85,7 @@ class Admission:
     def release(self, hold: Hold, repeat: bool = False) -> None:
         """An admitted request made no job: refused by its check (its request still counts against the request
         rate), or a repeat of an existing job (nothing counts)."""
-        self.budgets.release(hold.tenant, hold.cost)
+        self.budgets.release(hold.tenant, hold.cost, expires=hold.expires)
         self.rates.refund(hold.tenant, hold.tokens, request=repeat)
 
     def settle(self, job: Job) -> bool:
@@ -100,7 +101,7 @@ class Admission:
         tokens = sum(e.tokens for e in events if e.meter.counts_tokens)
         prices = self.budgets.config
         cost = billing.total([billing.cost(e.tokens, unit_price(prices, e.deployment, e.meter)) for e in events])
-        self.budgets.release(job.tenant, hold.cost, cost)
+        self.budgets.release(job.tenant, hold.cost, cost, hold.expires)
         self.rates.settle(job.tenant, hold.tokens, tokens)
         return True
 
@@ -138,19 +139,19 @@ class Admission:
         with self._lock:
             hold = self._held.get(tenant, {}).pop(job_id, None)
         if hold is not None:
-            self.budgets.release(tenant, hold.cost)
+            self.budgets.release(tenant, hold.cost, expires=hold.expires)
             self.rates.settle(tenant, hold.tokens, 0)
         return hold is not None
 
     def _admit(self, tenant: str, deployment: Deployment, tokens: int) -> Hold:
         cost = cost_bound(deployment, tokens)
-        self.budgets.reserve(tenant, cost)
+        expires = self.budgets.reserve(tenant, cost)
         try:
             rate = self.rates.admit(tenant, tokens)
         except RateLimited:
-            self.budgets.release(tenant, cost)
+            self.budgets.release(tenant, cost, expires=expires)
             raise
-        return Hold(tenant, tokens, cost, rate)
+        return Hold(tenant, tokens, cost, rate, expires)
 
     def _tracked(self, hold: Hold) -> bool:
         return self.budgets.budgeted(hold.tenant) or hold.rate is not None

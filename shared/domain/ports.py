@@ -7,12 +7,13 @@ Every backend port can be pinged (`Pingable`): the readiness check asks each bac
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from shared.domain.budget_holds import TenantHolds
 from shared.domain.jobs import Job
 from shared.schemas.usage import UsageEvent
 
@@ -183,6 +184,16 @@ class DeploymentStats(Pingable, Protocol):
 
     def outcomes(self, start: datetime, end: datetime) -> list[JobOutcome]:
         """The outcomes of jobs that finished in [start, end)."""
+        ...
+
+
+class BudgetReservations(Pingable, Protocol):
+    """Every instance's budget reservations, one `TenantHolds` per tenant (shared/domain/budget_holds.py)."""
+
+    def update(self, tenant: str, change: Callable[[TenantHolds], TenantHolds | None]) -> bool:
+        """Read the tenant's holds (empty at first), pass them to `change` and write what it returns, as one
+        atomic step: no other update of the tenant lands in between (`change` may be called again when one
+        did). True if written; `change` returning None writes nothing."""
         ...
 
 

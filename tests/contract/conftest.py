@@ -14,10 +14,12 @@ from shared.adapters.azure.connection import AzureStorage, StorageConnection
 from shared.adapters.azure.jobs import AzureJobStore
 from shared.adapters.azure.ledger import AzureUsageLedger
 from shared.adapters.azure.queue import AzureJobQueue
+from shared.adapters.azure.reservations import AzureBudgetReservations
 from shared.adapters.azure.stats import AzureDeploymentStats
 from shared.adapters.files import FileBlobStore
 from shared.adapters.memory import (
     MemoryBlobStore,
+    MemoryBudgetReservations,
     MemoryDeploymentStats,
     MemoryJobQueue,
     MemoryJobStore,
@@ -28,9 +30,10 @@ from shared.adapters.sqlite.db import SqliteDatabase
 from shared.adapters.sqlite.jobs import SqliteJobStore
 from shared.adapters.sqlite.ledger import SqliteUsageLedger
 from shared.adapters.sqlite.queue import SqliteJobQueue
+from shared.adapters.sqlite.reservations import SqliteBudgetReservations
 from shared.adapters.sqlite.stats import SqliteDeploymentStats
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
-from shared.domain.ports import BlobStore, DeploymentStats, JobQueue, JobStore, UsageLedger
+from shared.domain.ports import BlobStore, BudgetReservations, DeploymentStats, JobQueue, JobStore, UsageLedger
 from tests.azurite import Azurite, unique
 
 
@@ -110,6 +113,33 @@ def stats(backend: str, storage: AzureStorage | None, db: SqliteDatabase) -> Dep
     if storage is None:
         return SqliteDeploymentStats(db)
     return AzureDeploymentStats(storage.table(unique("stats")))
+
+
+@pytest.fixture
+def reservation_instances(
+    backend: str, storage: AzureStorage | None, db: SqliteDatabase, azurite_or_none: Azurite | None
+) -> tuple[BudgetReservations, BudgetReservations]:
+    """The reservations as two instances see them: one fake; two connections to one SQLite file; two Table
+    clients (each with its own connection pool and per-tenant lock) on one table."""
+    if backend == "memory":
+        fake = MemoryBudgetReservations()
+        return fake, fake
+    if storage is None:
+        return SqliteBudgetReservations(db), SqliteBudgetReservations(SqliteDatabase(db.path))
+    assert azurite_or_none is not None
+    name = unique("budgets")
+    other = AzureStorage(StorageConnection(connection_string=azurite_or_none.connection_string()))
+    return AzureBudgetReservations(storage.table(name)), AzureBudgetReservations(other.table(name))
+
+
+@pytest.fixture
+def reservations(reservation_instances: tuple[BudgetReservations, BudgetReservations]) -> BudgetReservations:
+    return reservation_instances[0]
+
+
+@pytest.fixture
+def azurite_or_none(backend: str, request: pytest.FixtureRequest) -> Azurite | None:
+    return request.getfixturevalue("azurite") if backend == "azure" else None
 
 
 # The usage log's reading side (partitions, per-group checkpoints) is the embedded hosts' event source. On Azure

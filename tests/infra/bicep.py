@@ -253,7 +253,7 @@ def consistency_problems(infra: InfraNames, names: ModuleType, bindings: list[di
     expect(
         "tables in infra/",
         infra.tables,
-        {names.JOBS_TABLE, names.LEDGER_TABLE, names.DEADLETTER_TABLE, names.STATS_TABLE},
+        {names.JOBS_TABLE, names.LEDGER_TABLE, names.DEADLETTER_TABLE, names.STATS_TABLE, names.BUDGETS_TABLE},
     )
     expect(
         "blob containers in infra/",

@@ -39,7 +39,7 @@ def test_readiness_names_the_storage_that_went_away_and_recovers(client: TestCli
     assert body["error"]["code"] == "NotReady"
     down = {name for name, state in body["components"].items() if state != "ok"}
     # Storage-backed components fail; the usage stream is the embedded log here (no Event Hubs connection).
-    assert down == {"job queue", "job store", "blob store", "usage ledger", "deployment stats"}
+    assert down == {"job queue", "job store", "blob store", "usage ledger", "deployment stats", "budget reservations"}
     assert all(name in body["error"]["message"] for name in down)
     assert client.get("/health").status_code == 200  # liveness is not readiness
 

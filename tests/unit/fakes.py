@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from shared.adapters.memory import (
     MemoryBlobStore,
+    MemoryBudgetReservations,
     MemoryDeploymentStats,
     MemoryJobQueue,
     MemoryJobStore,
@@ -296,6 +297,7 @@ def memory_adapters() -> dict[str, Any]:
         "stream": MemoryUsageLog(),
         "ledger": MemoryUsageLedger(),
         "stats": MemoryDeploymentStats(),
+        "reservations": MemoryBudgetReservations(),
     }
 
 

@@ -10,9 +10,18 @@ from shared.adapters.azure.connection import AzureStorage, StorageConnection
 from shared.adapters.azure.jobs import AzureJobStore
 from shared.adapters.azure.ledger import AzureUsageLedger
 from shared.adapters.azure.queue import MAX_INLINE_PAYLOAD_BYTES, AzureJobQueue
+from shared.adapters.azure.reservations import AzureBudgetReservations
 from shared.adapters.azure.stats import AzureDeploymentStats
 from shared.adapters.azure.usage_stream import AzureUsageStream
-from shared.bindings import JOB_QUEUE, JOBS_TABLE, LEDGER_TABLE, PAYLOAD_CONTAINER, POISON_QUEUE, STATS_TABLE
+from shared.bindings import (
+    BUDGETS_TABLE,
+    JOB_QUEUE,
+    JOBS_TABLE,
+    LEDGER_TABLE,
+    PAYLOAD_CONTAINER,
+    POISON_QUEUE,
+    STATS_TABLE,
+)
 from shared.domain.errors import ConfigError
 from shared.settings import Settings
 
@@ -25,6 +34,7 @@ class AzureAdapters:
     blobs: AzureBlobStore
     ledger: AzureUsageLedger
     stats: AzureDeploymentStats
+    reservations: AzureBudgetReservations
     stream: AzureUsageStream | None  # None without an Event Hubs connection
 
     @classmethod
@@ -43,5 +53,6 @@ class AzureAdapters:
             blobs=blobs,
             ledger=AzureUsageLedger(storage.table(LEDGER_TABLE)),
             stats=AzureDeploymentStats(storage.table(STATS_TABLE)),
+            reservations=AzureBudgetReservations(storage.table(BUDGETS_TABLE)),
             stream=AzureUsageStream.from_settings(settings),
         )

@@ -8,11 +8,13 @@ from shared.adapters.memory.blobs import MemoryBlobStore
 from shared.adapters.memory.jobs import MemoryJobStore
 from shared.adapters.memory.ledger import MemoryUsageLedger
 from shared.adapters.memory.queue import MemoryJobQueue
+from shared.adapters.memory.reservations import MemoryBudgetReservations
 from shared.adapters.memory.stats import MemoryDeploymentStats
 from shared.adapters.memory.usage_log import MemoryUsageLog
 
 __all__ = [
     "MemoryBlobStore",
+    "MemoryBudgetReservations",
     "MemoryDeploymentStats",
     "MemoryJobQueue",
     "MemoryJobStore",
