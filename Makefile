@@ -85,7 +85,7 @@ test: install model node lint typecheck
 
 # Quality checks on the real chat model (tests/models), built first if it is not: `.ci/run` runs them after `make test`.
 test-models: install model chat-model
-	$(BIN)/pytest -q tests/models
+	$(BIN)/pytest -q -m models tests/models
 
 # One run, one table per workload (engine, peer server, host, Azure storage, cost); `--quick` for a smoke run.
 bench: install model node

@@ -106,12 +106,12 @@ def to_safetensors(gguf: Path, hf_dir: Path) -> None:
 
     torch.manual_seed(0)
     kw = {"gguf_file": gguf.name}
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), torch_dtype=torch.float32, **kw)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kw)
     config = AutoConfig.from_pretrained(str(gguf.parent), **kw)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.max_position_embeddings = CONTEXT_LENGTH
-    plain = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
     plain.eval().save_pretrained(str(hf_dir), safe_serialization=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kw)
@@ -122,8 +122,12 @@ def run_builder(hf_dir: Path, out_dir: Path, cache_dir: Path) -> None:
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir), "-o", str(out_dir)]
     cmd += ["-p", "int4", "-e", "cpu", "-c", str(cache_dir), "--extra_options", "hf_token=false"]
     print("+", " ".join(cmd), flush=True)
-    if subprocess.run(cmd, env={**os.environ, "PYTHONHASHSEED": "0"}).returncode != 0:
-        raise BuildError("onnxruntime-genai's builder failed (its output is above)")
+    log = out_dir.parent / "builder.log"  # thousands of progress lines: shown only when it fails
+    with log.open("wb") as f:
+        done = subprocess.run(cmd, env={**os.environ, "PYTHONHASHSEED": "0"}, stdout=f, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-30:]
+        raise BuildError("onnxruntime-genai's builder failed; the end of its output:\n" + "\n".join(tail))
 
 
 def finalize(out_dir: Path) -> None:
