@@ -1,0 +1,102 @@
+"""SmolLM2-135M-Instruct (int4, `make chat-model`) through the real local host, as clients use it: greedy answers
+to factual questions hold the expected word, and streaming, stop sequences and billing behave as with the tiny
+model. Short greedy prompts, few tokens: the whole module takes seconds on 2 cores."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.conftest import KEYS, RunningHost, wait_for
+from tests.models.conftest import SMOLLM2_DIR
+
+pytestmark = [pytest.mark.models, pytest.mark.e2e]
+MODEL = "smollm2-135m-instruct"
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def chat(host: RunningHost, messages: list[dict[str, str]], **extra: Any) -> dict[str, Any]:
+    with host.client() as c:
+        r = c.post("/chat/completions", json={"model": MODEL, "messages": messages, "temperature": 0, **extra})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+@pytest.mark.parametrize(
+    ("question", "word"),
+    [
+        ("What is the capital of France?", "Paris"),
+        ("What is the largest planet in our solar system?", "Jupiter"),
+        ("Who wrote Romeo and Juliet?", "Shakespeare"),
+    ],
+)
+def test_greedy_answers_to_factual_questions_hold_the_expected_word(
+    smollm2_host: RunningHost, question: str, word: str
+) -> None:
+    body = chat(smollm2_host, [{"role": "user", "content": question}], max_tokens=24)
+    (choice,) = body["choices"]
+    assert word in choice["message"]["content"], choice["message"]["content"]
+    assert body["model"] == "SmolLM2-135M-Instruct" and body["usage"]["completion_tokens"] <= 24
+
+
+def test_it_is_served_from_the_built_folder_and_listed_available(smollm2_host: RunningHost) -> None:
+    with smollm2_host.client() as c:
+        models = {m["id"]: m for m in c.get("/models").json()["data"]}
+        info = c.get("/info", params={"model": MODEL}).json()
+    assert models[MODEL]["available"] is True and models[MODEL]["model_type"] == "chat-completion"
+    assert info == {"model_name": "SmolLM2-135M-Instruct", "model_type": "chat-completion", "model_provider_name": "HuggingFaceTB"}
+    assert (SMOLLM2_DIR / "manifest.json").is_file()
+
+
+def test_a_greedy_answer_stops_by_itself_within_max_tokens(smollm2_host: RunningHost) -> None:
+    question = [{"role": "user", "content": "What is the largest planet in our solar system?"}]
+    body = chat(smollm2_host, question, max_tokens=48)
+    assert body["choices"][0]["finish_reason"] == "stop" and body["usage"]["completion_tokens"] < 48
+
+
+def test_the_stream_adds_up_to_the_same_greedy_answer(smollm2_host: RunningHost) -> None:
+    whole = chat(smollm2_host, FRANCE, max_tokens=20)["choices"][0]["message"]["content"]
+    body = {"model": MODEL, "messages": FRANCE, "max_tokens": 20, "temperature": 0, "stream": True}
+    body["stream_options"] = {"include_usage": True}
+    with smollm2_host.client() as c, c.stream("POST", "/chat/completions", json=body) as r:
+        assert r.status_code == 200
+        events = [line.removeprefix("data: ") for line in r.iter_lines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == whole and "Paris" in text
+    assert chunks[-1]["usage"]["completion_tokens"] == 20
+
+
+def test_a_stop_sequence_cuts_the_answer_before_it(smollm2_host: RunningHost) -> None:
+    whole = chat(smollm2_host, FRANCE, max_tokens=20)["choices"][0]["message"]["content"]
+    cut = chat(smollm2_host, FRANCE, max_tokens=20, stop=[" Paris"])["choices"][0]
+    assert cut["message"]["content"] == whole[: whole.index(" Paris")] and cut["finish_reason"] == "stop"
+
+
+def test_billing_is_the_tokens_clients_were_told_at_the_deployments_prices(smollm2_host: RunningHost) -> None:
+    told = {"prompt_tokens": 0, "completion_tokens": 0}
+    with smollm2_host.client(KEYS["globex"]) as c:  # the one test of this tenant: its usage is this test's
+        for body in (
+            {"messages": FRANCE, "max_tokens": 8, "temperature": 0},
+            {"prompt": "The capital of Italy is", "max_tokens": 6, "temperature": 0},
+        ):
+            path = "/chat/completions" if "messages" in body else "/completions"
+            r = c.post(path, json={"model": MODEL, **body})
+            assert r.status_code == 200, r.text
+            for k in told:
+                told[k] += r.json()["usage"][k]
+
+    def lines() -> dict[str, dict[str, Any]]:
+        with smollm2_host.client(KEYS["globex"]) as c:
+            items = c.get("/usage", params={"from": "2000-01-01", "granularity": "month"}).json()["items"]
+        return {i["meter"]: i for i in items if i["deployment"] == MODEL}
+
+    wait_for(lambda: lines().get("output_tokens", {}).get("tokens") == told["completion_tokens"])
+    billed = lines()
+    assert billed["input_tokens"]["tokens"] == told["prompt_tokens"]
+    assert Decimal(billed["output_tokens"]["unit_price"]) == Decimal("0.0006")
+    assert Decimal(billed["input_tokens"]["cost"]) == Decimal(told["prompt_tokens"]) / 1000 * Decimal("0.0002")
