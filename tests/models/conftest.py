@@ -1,5 +1,6 @@
 """Checks that need the real chat model (SmolLM2-135M-Instruct, `make chat-model`): `make test-models` builds it
-first, then runs them; `make test` leaves them out (each module is marked `models`). Without the model they fail, never skip."""
+first, then runs them; `make test` leaves them out (each module is marked `models`). Without the model they fail,
+never skip."""
 
 from __future__ import annotations
 

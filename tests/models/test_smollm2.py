@@ -5,12 +5,17 @@ model. Short greedy prompts, few tokens: the whole module takes seconds on 2 cor
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import KEYS, RunningHost, wait_for
+from tests.conftest import KEYS, ROOT, RunningHost, wait_for
 from tests.models.conftest import SMOLLM2_DIR
 
 pytestmark = [pytest.mark.models, pytest.mark.e2e]
@@ -47,7 +52,11 @@ def test_it_is_served_from_the_built_folder_and_listed_available(smollm2_host: R
         models = {m["id"]: m for m in c.get("/models").json()["data"]}
         info = c.get("/info", params={"model": MODEL}).json()
     assert models[MODEL]["available"] is True and models[MODEL]["model_type"] == "chat-completion"
-    assert info == {"model_name": "SmolLM2-135M-Instruct", "model_type": "chat-completion", "model_provider_name": "HuggingFaceTB"}
+    assert info == {
+        "model_name": "SmolLM2-135M-Instruct",
+        "model_type": "chat-completion",
+        "model_provider_name": "HuggingFaceTB",
+    }
     assert (SMOLLM2_DIR / "manifest.json").is_file()
 
 
@@ -100,3 +109,25 @@ def test_billing_is_the_tokens_clients_were_told_at_the_deployments_prices(smoll
     assert billed["input_tokens"]["tokens"] == told["prompt_tokens"]
     assert Decimal(billed["output_tokens"]["unit_price"]) == Decimal("0.0006")
     assert Decimal(billed["input_tokens"]["cost"]) == Decimal(told["prompt_tokens"]) / 1000 * Decimal("0.0002")
+
+
+def readme_examples() -> tuple[str, str]:
+    """The README's SmolLM2 examples (```sh curl, ```py Python): left out of test_readme_examples (`make test`)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (curl,) = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if MODEL in b]
+    (python,) = [b for b in re.findall(r"```py\n(.*?)```", readme, re.S) if MODEL in b]
+    return re.sub(r"\\\n\s*", " ", curl).strip(), python
+
+
+def test_the_readmes_examples_print_sensible_english(smollm2_host: RunningHost, tmp_path: Path) -> None:
+    curl, python = readme_examples()
+    env = {**os.environ, "INFERQ_API_KEY": KEYS["acme"]}
+    local = "http://127.0.0.1:7071"
+    out = subprocess.run(["bash", "-c", curl.replace(local, smollm2_host.url)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in json.loads(out.stdout)["choices"][0]["message"]["content"]
+    script = tmp_path / "example.py"
+    script.write_text(python.replace(local, smollm2_host.url), encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "The largest planet in our solar system is Jupiter."
