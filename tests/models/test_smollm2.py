@@ -131,3 +131,16 @@ def test_the_readmes_examples_print_sensible_english(smollm2_host: RunningHost, 
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "The largest planet in our solar system is Jupiter."
+
+
+def test_the_bench_prints_the_smollm2_rows() -> None:
+    """`make bench`'s SmolLM2 table (no timing asserted): raw genai, the host sync and streamed, the host's RSS."""
+    from tests.integration.test_bench_smoke import table_rows
+
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--only", "smollm2", "--gen-requests", "2"]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "FAILED" not in result.stdout, result.stdout + result.stderr
+    rows = table_rows(result.stdout, "Generation on SmolLM2-135M-Instruct")
+    assert [r["path"].split(",")[0] for r in rows] == ["raw onnxruntime-genai loop", "local host", "local host"]
+    assert all(float(r["tokens/s"].replace(",", "")) > 0 and r["errors"] == "0" for r in rows), rows
+    assert rows[2]["1st chunk p50 ms"] and "host RSS" in result.stdout
