@@ -120,3 +120,31 @@ def test_make_chat_model_does_nothing_when_the_folder_checks_and_rebuilds_when_i
     (folder / "model.onnx.data").write_bytes(b"damaged")
     assert "model.onnx.data is missing or changed" in str(script.check(folder))
     assert script.main(["--check", "--output", str(folder)]) == 1
+
+
+def test_a_job_queued_past_the_edge_for_an_unbuilt_model_fails_at_once_naming_make_chat_model(tmp_path: Path) -> None:
+    """A producer on the queue skips the HTTP edge: the worker fails the job (no retries to the poison queue)."""
+    from shared.bootstrap import bootstrap, set_app
+    from shared.domain.auth import Caller
+    from shared.domain.jobs import JobStatus
+    from tests.integration.test_worker import drain, pump
+
+    config = write_config(tmp_path / "c.toml")
+    built = f'source = "{ROOT.as_posix()}/models/smollm2-135m-instruct-int4"'
+    unbuilt = f'source = "{tmp_path.joinpath(*FOLDER).as_posix()}"'
+    config.write_text(config.read_text().replace(built, unbuilt))
+    settings = Settings(data_dir=tmp_path / "data", config=config, stats_flush_s=0, _env_file=None)
+    service = bootstrap(settings, config=load_config(config))
+    set_app(service)
+    try:
+        chat = service.config.deployment("smollm2-135m-instruct")
+        payload = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        job_id = service.gateway.submit(Caller("acme"), chat, payload).job.id
+        p = pump(service)
+        drain(p)
+        job = service.gateway.get_job(Caller("acme"), job_id)
+    finally:
+        set_app(None)
+        service.registry.close()
+    assert job.status is JobStatus.FAILED and job.error is not None and job.attempts == 1
+    assert job.error.code == "DeploymentUnavailable" and "make chat-model" in job.error.message
