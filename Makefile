@@ -57,6 +57,9 @@ $(CHAT_STAMP): requirements-build-model.txt requirements-build-chat-model.txt
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
 	test -x $(CHAT_VENV)/bin/python || $(PY) -m venv $(CHAT_VENV)
 	$(CHAT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHAT_VENV)/bin/python -m pip install --quiet --dry-run --no-deps --ignore-installed \
+		--report $(CHAT_VENV)/torch-report.json $(CHAT_MODEL_PIP_ARGS) $$(grep '^torch==' requirements-build-model.txt)
+	$(CHAT_VENV)/bin/python scripts/build_chat_model.py --torch-report $(CHAT_VENV)/torch-report.json
 	$(CHAT_VENV)/bin/python -m pip install --quiet $(CHAT_MODEL_PIP_ARGS) -r requirements-build-chat-model.txt
 	rm -f $(CHAT_VENV)/.stamp-* && touch $@
 

