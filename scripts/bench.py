@@ -8,6 +8,8 @@ One table per workload, all from the same run on the same machine (printed first
 - Fair sharing: another tenant's one-input requests while one tenant's 2,048 x 1,600-character job runs.
 - Generation (the tiny random-weight chat model): a raw onnxruntime-genai loop, the runner, the host sync and
   streamed (time to the first chunk). What the pipeline adds per token, not a real model's speed.
+- Generation on SmolLM2-135M-Instruct (when `make chat-model` built it): raw genai tokens/s vs the host, sync and
+  streamed (time to the first chunk), and the host's RSS with it loaded.
 - Start-up: process start -> first embedding served (cold, model load included); host RSS after the load.
 - Storage transactions per sync request on the Azure backend (the host on Azurite; its access logs counted), and
   idle polling per second.
@@ -43,7 +45,7 @@ from benchkit.ledger import ledger_table  # noqa: E402
 from benchkit.load import load  # noqa: E402
 from benchkit.table import Table, num, percentile  # noqa: E402
 
-PARTS = ("raw", "runner", "peer", "host", "fairness", "generation", "azure", "ledger")
+PARTS = ("raw", "runner", "peer", "host", "fairness", "generation", "smollm2", "azure", "ledger")
 GROUPS = {"embeddings": ("raw", "runner", "peer", "host"), "startup": ("host",), "storage": ("azure",)}
 CHAT_CANDIDATES = ("tests/fixtures/tiny-chat", "config/demo/tiny-chat")
 KEY = "bench-key"
@@ -278,6 +280,54 @@ def generation_rows(b: Bench) -> None:
     b.note("generation", f"model: {model}; greedy, {a.new_tokens} new tokens a request, {a.gen_threads} thread(s)")
 
 
+# --- SmolLM2 (the real chat model `make chat-model` builds) --------------------------------------------------------
+
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_DIR = ROOT / "models" / "smollm2-135m-instruct-int4"
+SMOLLM2_NEW_TOKENS = 128
+
+
+def smollm2_rows(b: Bench) -> Table:
+    """Raw genai tokens/s at the host's thread count, against the host sync and streamed (time to the first chunk),
+    one client, greedy; the host's RSS with the model loaded."""
+    table = Table(
+        "Generation on SmolLM2-135M-Instruct int4 (a real model; `make chat-model`)",
+        ["path", "tokens/s", "vs raw", "p50 ms", "1st chunk p50 ms", "errors"],
+    )
+    if not (SMOLLM2_DIR / "manifest.json").is_file():
+        table.notes.append(f"not built ({SMOLLM2_DIR} has no manifest.json): run `make chat-model` for these rows")
+        return table
+    assert b.host_config is not None
+    n, tokens = b.args.gen_requests, SMOLLM2_NEW_TOKENS
+    raw = engines.raw_generation(SMOLLM2_DIR, tokens, n, b.cores)
+    rows = [(f"raw onnxruntime-genai loop, {b.cores} threads", raw)]
+    body = {"model": SMOLLM2, "messages": MESSAGES, "max_tokens": tokens, "temperature": 0}
+    (b.workdir / "smollm2").mkdir(exist_ok=True)
+    server, _ = processes.start_host(
+        b.args.host_cmd, ROOT, b.workdir / "smollm2", b.host_config, KEY, host_env(b), embed_bodies(b)[0]
+    )
+    try:
+        for stream in (False, True):
+            sent = body | ({"stream": True, "stream_options": {"include_usage": True}} if stream else {})
+            load_run(server, [sent], 1, path="/chat/completions", stream=stream)  # loads the model
+            run = load_run(server, [sent] * n, 1, path="/chat/completions", stream=stream, usage="completion_tokens")
+            rows.append((f"local host, {'streamed' if stream else 'sync'}, 1 client", run))
+        rss = server.rss_mb()
+    finally:
+        server.stop()
+    for label, run in rows:
+        first = num(percentile(run.firsts, 0.5) * 1000, 1) if run.firsts else ""
+        ratio = f"{run.token_rate / raw.token_rate:.2f}" if raw.token_rate else ""
+        table.add(
+            label, num(run.token_rate, 0), ratio, num(percentile(run.latencies, 0.5) * 1000, 1), first, str(run.errors)
+        )
+    table.notes.append(
+        f"greedy, prompt {MESSAGES[0]['content']!r}, at most {tokens} new tokens, {n} requests a row; "
+        f"host RSS (process tree) with SmolLM2 loaded beside the other deployments: {rss:,.0f} MB"
+    )
+    return table
+
+
 # --- Azure Storage transactions ------------------------------------------------------------------------------------
 
 
@@ -421,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {line}")
         if "generation" in parts:
             print(report.generation_table(b.generation, b.notes.get("generation", [])).render(), flush=True)
+        if "smollm2" in parts:
+            b.attempt("smollm2", "SmolLM2 generation", lambda: print(smollm2_rows(b).render(), flush=True))
+            for line in b.notes.get("smollm2", []):
+                print(f"  {line}")
         if "azure" in parts:
             b.attempt("storage", "local host on Azurite", lambda: azure_rows(b))
             b.storage.notes += [

@@ -57,10 +57,16 @@ def models(gw: Gate, _: Auth) -> dict[str, Any]:
             "owned_by": d.model_provider,
             "model_type": d.kind.value,
             "description": endpoint.description or d.description,
+            **_availability(gw.registry.unavailable(d)),
         }
         for endpoint, d in gw.endpoints()
     ]
     return {"object": "list", "data": data}
+
+
+def _availability(reason: str | None) -> dict[str, Any]:
+    """`available`, and why not (a model still to be built: `make chat-model`)."""
+    return {"available": True} if reason is None else {"available": False, "unavailable_reason": reason}
 
 
 @router.post("/embeddings")

@@ -16,7 +16,7 @@ from functions.local.runtime import Loop, QueuePump, UsageConsumer
 from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
 from shared.domain.config import load_config
-from shared.domain.errors import ConfigError
+from shared.domain.errors import ConfigError, ModelNotBuilt
 from shared.settings import Settings, get_settings
 
 
@@ -97,7 +97,10 @@ def main() -> int:
     try:
         app, generated = build_app(settings)
         for deployment in app.config.deployments:  # load models now, not on the first request
-            app.registry.preload(deployment)
+            try:
+                app.registry.preload(deployment)
+            except ModelNotBuilt as exc:  # the others are served; its requests get a 503 saying how to build it
+                print(f"inferq: {exc}", file=sys.stderr, flush=True)
     except ConfigError as exc:
         print(f"inferq: {exc}", file=sys.stderr)
         return 2

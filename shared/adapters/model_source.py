@@ -9,7 +9,9 @@ a cached version is verified again before it is served, and fetched anew if it w
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -17,12 +19,15 @@ from pathlib import Path
 from typing import Protocol
 
 from shared.domain.config import check_file_name
-from shared.domain.errors import ConfigError
+from shared.domain.errors import ConfigError, ModelNotBuilt
 from shared.settings import Settings
 
 CACHE_DIR = ".cache"
 # The one folder `make model` (scripts/fetch_model.py) fills; every other model folder is the deployer's to provide.
 FETCHED_MODEL_FOLDER = ("models", "all-MiniLM-L6-v2-int8")
+# Folders built on this machine, pinned by their build's manifest (`ModelSpec.manifest`), and what builds them.
+BUILT_BY: dict[tuple[str, ...], str] = {("models", "smollm2-135m-instruct-int4"): "make chat-model"}
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def sha256_of(path: Path) -> str:
@@ -114,6 +119,23 @@ class ModelSources:
             return S3ModelFiles(settings.s3_endpoint_url, settings.s3_region)
 
         return cls(settings.models_dir / CACHE_DIR, {"blob": blob, "s3": s3})
+
+    def manifest(self, source: str, name: str) -> dict[str, str]:
+        folder = Path(source)
+        path = inside(folder, name)
+        if not path.is_file():
+            command = BUILT_BY.get(folder.parts[-2:])
+            how = f"run '{command}' to build it" if command else "build it first"
+            raise ModelNotBuilt(f"the model is not built: {path} is missing; {how}")
+        try:
+            files = json.loads(path.read_text(encoding="utf-8"))["files"]
+            if not files or not all(isinstance(s, str) and SHA256.match(s) for s in files.values()):
+                raise ValueError("`files` must map each file name to its sha256")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}: not a model manifest ({exc})") from exc
+        for file in files:
+            inside(folder, file)
+        return dict(files)
 
     def fetch(self, source: str, files: dict[str, str], what: str = "model") -> Path:
         kind = source_kind(source)

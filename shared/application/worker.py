@@ -18,7 +18,15 @@ from shared.application.outcomes import OutcomeBuffer
 from shared.application.unit_of_work import JobUpdates
 from shared.domain import deployment_stats
 from shared.domain.config import AppConfig, Deployment
-from shared.domain.errors import ConfigError, Conflict, InvalidInput, NotFound, PermanentJobError, TransientError
+from shared.domain.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    ModelNotBuilt,
+    NotFound,
+    PermanentJobError,
+    TransientError,
+)
 from shared.domain.jobs import Job, JobError, JobStatus, utcnow
 from shared.domain.ports import BlobStore, DeploymentStats, JobQueue, JobSignals, JobStore, UsageStream
 from shared.domain.routing import Router
@@ -130,7 +138,7 @@ class Worker:
         except (PermanentJobError, InvalidInput) as exc:
             self._end(self.jobs.fail(job.id, exc.code, exc.message))
             return
-        except ConfigError as exc:  # the deployment does not load here (files, script): retrying won't help
+        except (ConfigError, ModelNotBuilt) as exc:  # the deployment does not load here (files, script, not built)
             self._end(self.jobs.fail(job.id, "DeploymentUnavailable", exc.message))
             return
         except Exception as exc:

@@ -43,10 +43,14 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     """Where a deployment's files come from: a local folder, a Blob URL or `s3://`, each file checked by sha256.
     A file's name is a path inside `source` (no `..`, not absolute): the folder declares where files may come from.
-    """
+
+    A folder built on this machine (`make chat-model`) is pinned by its build's manifest instead: `manifest` names a
+    JSON file in the local `source` folder whose `files` maps each file to its sha256. Until it is there the model is
+    not built, and the deployment is unavailable (the host still starts)."""
 
     source: str
-    files: dict[str, Sha256]
+    files: dict[str, Sha256] = Field(default_factory=dict)
+    manifest: str | None = None
 
     @field_validator("files")
     @classmethod
@@ -54,6 +58,16 @@ class ModelSpec(_Strict):
         for name in files:
             check_file_name(name)
         return files
+
+    @model_validator(mode="after")
+    def _files_or_manifest(self) -> ModelSpec:
+        if self.manifest is not None:
+            if self.files:
+                raise ValueError("`files` and `manifest` exclude each other: the manifest lists the files")
+            if self.source.startswith(("s3://", "https://", "http://")):
+                raise ValueError("`manifest` pins a folder built on this machine: its `source` must be a local path")
+            check_file_name(self.manifest)
+        return self
 
 
 def check_file_name(name: str) -> None:

@@ -14,6 +14,7 @@ InferqError
 │   └── ScriptError           a scoring script's run() raised (its message is the job's error)
 └── TransientError            may succeed later: re-raise so the queue redelivers
     ├── StorageUnavailable    a store, queue or stream did not answer
+    ├── ModelNotBuilt         a deployment's model folder is still to be built (`make chat-model`)
     └── ConcurrencyConflict   an optimistic write lost a race
 """
 
@@ -96,6 +97,13 @@ class TransientError(InferqError):
 
 class StorageUnavailable(TransientError):
     pass
+
+
+class ModelNotBuilt(TransientError):
+    """A deployment whose model is built on this machine, not built yet: its requests are refused (503), the
+    host still serves the others."""
+
+    code = "DeploymentUnavailable"
 
 
 class ConcurrencyConflict(TransientError):

@@ -203,6 +203,10 @@ class ModelSource(Protocol):
         errors."""
         ...
 
+    def manifest(self, source: str, name: str) -> dict[str, str]:
+        """The files (name → sha256) a built local folder's manifest lists; ModelNotBuilt while it is not there."""
+        ...
+
 
 @dataclass(frozen=True)
 class Signal:

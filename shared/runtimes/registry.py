@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shared.domain.config import Deployment, RunnerKind
-from shared.domain.errors import ConfigError
+from shared.domain.errors import ConfigError, ModelNotBuilt
 from shared.domain.ports import ModelSource
 from shared.runtimes import chat, embeddings, score
 from shared.runtimes.base import Kind, Runtime
@@ -47,6 +47,7 @@ class RuntimeRegistry:
             return runtime
         with self._lock(deployment.name):
             if deployment.name not in self._runtimes:
+                deployment = self.built(deployment)
                 loading = self.kind(deployment).runtime(deployment, self._fetcher(deployment), self._settings)
                 loading.load()
                 self._runtimes[deployment.name] = loading
@@ -59,9 +60,31 @@ class RuntimeRegistry:
             return self._edge_tools[deployment.name]
         with self._lock(key):
             if deployment.name not in self._edge_tools:
+                deployment = self.built(deployment)
                 tool = self.kind(deployment).edge_tool(deployment, self._fetcher(deployment))
                 self._edge_tools[deployment.name] = tool
             return self._edge_tools[deployment.name]
+
+    def built(self, deployment: Deployment) -> Deployment:
+        """The deployment with its model's files pinned: as the config lists them, or as its build's manifest does
+        (read again until the model loads, so a folder built while the host runs is served without a restart).
+        ModelNotBuilt while a manifest's folder is not built."""
+        spec = deployment.model
+        if spec.manifest is None:
+            return deployment
+        try:
+            files = self._models.manifest(spec.source, spec.manifest)
+        except ModelNotBuilt as exc:
+            raise ModelNotBuilt(f"Deployment {deployment.name!r} is unavailable: {exc.message}.") from None
+        return deployment.model_copy(update={"model": spec.model_copy(update={"files": files, "manifest": None})})
+
+    def unavailable(self, deployment: Deployment) -> str | None:
+        """Why the deployment can't serve now (its model is not built), or None."""
+        try:
+            self.built(deployment)
+        except ModelNotBuilt as exc:
+            return exc.message
+        return None
 
     def preload(self, deployment: Deployment) -> None:
         """Load the deployment's model now rather than on its first job."""

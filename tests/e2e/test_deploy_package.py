@@ -138,7 +138,12 @@ def test_funcignore_keeps_the_models_and_demo_files_but_not_the_remote_model_cac
     rules = FuncIgnore.load(ROOT)
     for kept in ("config/demo/tiny-chat/model.onnx", "config/demo/scoring/score.py", "models/m/model.onnx"):
         assert rules.keeps(kept), kept
-    for dropped in ("models/.cache/0123/model.onnx", "tests/conftest.py", "data/inferq.sqlite3"):
+    for dropped in (
+        "models/.cache/0123/model.onnx",
+        "models/.downloads/x.whl",
+        "tests/conftest.py",
+        "data/inferq.sqlite3",
+    ):
         assert not rules.keeps(dropped), dropped
 
 

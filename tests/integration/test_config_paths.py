@@ -33,7 +33,7 @@ def embedder(model: str) -> str:
 @pytest.mark.parametrize("name", ["../../etc/hostname", "/etc/hostname", "sub/../../x", "..", "a\\\\..\\\\..\\\\x", ""])
 def test_a_file_name_that_leaves_its_folder_is_refused_by_the_config(tmp_path: Path, name: str) -> None:
     deployment = embedder(table("config/demo/scoring/model", {name: ANY}))
-    with pytest.raises(ConfigError, match=r"deployments\.3\.model\.files: .* must be a relative path inside its"):
+    with pytest.raises(ConfigError, match=r"deployments\.4\.model\.files: .* must be a relative path inside its"):
         load_config(write_config(tmp_path / "c.toml", after=deployment))
 
 

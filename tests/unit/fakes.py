@@ -28,7 +28,7 @@ from shared.adapters.memory import (
 from shared.bootstrap import Inferq, bootstrap
 from shared.domain.auth import Caller, hash_key
 from shared.domain.config import AppConfig, Deployment, RunnerKind
-from shared.domain.errors import ConfigError, InvalidInput
+from shared.domain.errors import ConfigError, InvalidInput, ModelNotBuilt
 from shared.domain.jobs import Job, JobStatus
 from shared.runtimes import embeddings
 from shared.runtimes.base import Edge, Fetch, Kind, TaskOutput, Work
@@ -120,6 +120,9 @@ class FakeModels:
         if source in self.broken:
             raise ConfigError(f"model files missing: {source}")
         return Path(source)  # a name, never opened
+
+    def manifest(self, source: str, name: str) -> dict[str, str]:  # noqa: ARG002
+        raise ModelNotBuilt(f"not built: {source}")
 
 
 class FakeRuntime:

@@ -31,7 +31,7 @@ def test_a_deployment_behind_no_endpoint_is_an_endpoint_of_its_own_name(tmp_path
     config = load_config(config_with(tmp_path, VALID + 'mirror = { "MINILM-shadow" = 20 }\n'))
     endpoints = {e.name: e for e in config.all_endpoints()}
     # The example's deployments stay endpoints of their own names, the default (first) one included.
-    assert list(endpoints)[:3] == ["all-MiniLM-L6-v2", "tiny-random-chat", "linear-scorer"]
+    assert list(endpoints)[:4] == ["all-MiniLM-L6-v2", "tiny-random-chat", "smollm2-135m-instruct", "linear-scorer"]
     assert endpoints["all-MiniLM-L6-v2"].traffic == {"all-MiniLM-L6-v2": 100}
     embed = endpoints["embed"]
     assert embed.traffic == {"minilm-blue": 90, "minilm-green": 10}
