@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # Fair sharing between tenants: a worker instance runs `tenant_max_running` jobs of one tenant at once, more
     # only while as many of its `worker_concurrency` slots stay free for other tenants; a message past that goes
     # back on the queue, invisible for `tenant_defer_s`. (On Azure an instance runs host.json's batchSize +
-    # newBatchThreshold = 24 jobs: set INFERQ_WORKER_CONCURRENCY to match.)
+    # newBatchThreshold = 24 jobs: the Bicep sets INFERQ_WORKER_CONCURRENCY to match.)
     tenant_max_running: int = Field(default=8, ge=1)
     tenant_defer_s: float = Field(default=1.0, ge=0)
     # Scoring scripts run in a process of their own: a run() past its timeout fails its job and the process is

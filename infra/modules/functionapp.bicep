@@ -184,6 +184,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'INFERQ_MODELS_DIR'
           value: modelsDir
         }
+        // Jobs an instance runs at once: host.json's queues batchSize + newBatchThreshold (16 + 8). The worker's
+        // fair sharing keeps INFERQ_TENANT_MAX_RUNNING of these slots for other tenants.
+        {
+          name: 'INFERQ_WORKER_CONCURRENCY'
+          value: '24'
+        }
       ]
     }
     functionAppConfig: {

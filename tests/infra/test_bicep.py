@@ -407,3 +407,8 @@ def test_lifecycle_rule_sweeps_only_stream_chunks_and_claim_check_payloads(
         assert not any(f"{names.PAYLOAD_CONTAINER}/{key}".startswith(p) for p in prefixes), key
     # A payload is needed until its job ends; a job still queued after job_ttl_s expires without reading it.
     assert Settings(_env_file=None).job_ttl_s <= 24 * 3600
+
+
+def test_the_worker_concurrency_setting_matches_what_host_json_runs_at_once(infra: InfraNames) -> None:
+    queues = json.loads((REPO_ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert int(infra.app_settings["INFERQ_WORKER_CONCURRENCY"]) == queues["batchSize"] + queues["newBatchThreshold"]
