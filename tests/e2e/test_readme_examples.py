@@ -63,25 +63,41 @@ def test_the_readme_has_examples_to_run() -> None:
     assert any("/embeddings" in c for c in commands) and any("/chat/completions" in c for c in commands)
 
 
+MARK = "@@readme-command-end@@"
+
+
+def block_commands(block: str) -> list[str]:
+    """The block's commands that talk to the host, continuation lines joined, in order: its curl lines and the
+    variables captured from the host (`JOB=$(curl ...)`) that later lines use."""
+    lines = [c.strip() for c in re.sub(r"\\\n\s*", " ", block).splitlines()]
+    talks = [c for c in lines if LOCAL in c and re.match(r"(curl |[A-Z_]+=\$\(curl )", c)]
+    return [c.split("  #")[0].strip() for c in talks]
+
+
 def test_every_curl_example_works_as_pasted(example_host: RunningHost) -> None:
-    for command in curl_commands():
-        if "<job id>" in command:  # the one placeholder: the id the async example just returned
-            job = json.loads(
-                run(
-                    f'curl -s {LOCAL}/embeddings -H "api-key: $INFERQ_API_KEY" -H "Prefer: respond-async" '
-                    "-H 'content-type: application/json' -d '{\"input\": \"x\"}'",
-                    example_host,
-                )
-            )
-            command = command.replace("<job id>", job["id"])
-        out = run(command, example_host)
-        if "-si" in command:
-            assert "202" in out and "operation-location: /jobs/" in out.lower()
-        elif "text/csv" in command:
-            assert out.startswith("tenant,period_start,")
-        else:
-            body = json.loads(out)
-            assert body.get("error") is None and "detail" not in body, f"{command}\n{out}"
+    ran = 0
+    for block in blocks("bash"):
+        commands = block_commands(block)
+        if not commands:
+            continue
+        # One shell per block, as a user pastes it: a variable one line sets is there for the next.
+        script = "".join(f"{c}\nprintf '\\n{MARK}\\n'\n" for c in commands)
+        outputs = run(script, example_host).split(MARK)
+        for command, out in zip(commands, outputs, strict=False):
+            if not command.startswith("curl"):
+                continue
+            ran += 1
+            assert out.strip(), f"no output from: {command}"
+            if "-si" in command:
+                assert "202" in out and "operation-location: /jobs/" in out.lower()
+            elif "text/csv" in command:
+                assert out.strip().startswith("tenant,period_start,"), f"{command}\n{out}"
+            else:
+                body = json.loads(out)
+                assert body.get("error") is None and "detail" not in body, f"{command}\n{out}"
+                if "/jobs/" in command or "$JOB" in command:
+                    assert body["object"] == "job" and body["status"] in ("queued", "running", "succeeded")
+    assert ran == len(curl_commands())
 
 
 @pytest.mark.parametrize("index", range(len([b for b in blocks("python") if LOCAL in b])))
