@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from shared.domain.errors import TransientError
 from shared.domain.jobs import Job
@@ -94,21 +95,26 @@ class WatchingJobSignals(InProcessJobSignals):
     (a second) of waiting, then every `then_s`, so storage cost follows the requests waiting, batched, never a
     loop each."""
 
-    def __init__(self, store: JobStore, first_s: float = 0.1, then_s: float = 1.0, window_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        first_s: float = 0.1,
+        then_s: float = 1.0,
+        window_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self._store = store
         self._first_s, self._then_s, self._window_s = first_s, then_s, window_s
+        self._clock = clock
         self._since: dict[str, float] = {}  # job → when a request began waiting for it
         self._due: dict[str, float] = {}  # job → when to read it next
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     async def wait(self, job_id: str, timeout_s: float, after: int | None = None) -> Signal | None:
-        now = time.monotonic()
         with self._lock:
-            if job_id not in self._since:
-                self._since[job_id] = now
-                self._due[job_id] = now + self._first_s
+            self._watch_job(job_id)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="job-watcher", daemon=True)
                 self._thread.start()
@@ -121,23 +127,35 @@ class WatchingJobSignals(InProcessJobSignals):
                     self._since.pop(job_id, None)
                     self._due.pop(job_id, None)
 
+    def _watch_job(self, job_id: str) -> None:
+        """Start watching `job_id` (called holding the lock)."""
+        if job_id not in self._since:
+            now = self._clock()
+            self._since[job_id] = now
+            self._due[job_id] = now + self._first_s
+
     def _watch(self) -> None:
         while True:
-            now = time.monotonic()
-            with self._lock:
-                due = [job_id for job_id, at in self._due.items() if at <= now]
-                idle = not self._due
-                for job_id in due:
-                    waited = now - self._since[job_id]
-                    self._due[job_id] = now + (self._first_s if waited < self._window_s else self._then_s)
-            if due:
-                try:
-                    jobs = self._store.get_many(due)
-                except TransientError as exc:  # the next round tries again; waiting requests time out as usual
-                    log.warning("job watcher: %s", exc)
-                    jobs = []
-                for job in jobs:
-                    if job.status.terminal:
-                        self.notify(job.id, job)
+            idle = self._round()
             self._wake.wait(None if idle else self._first_s)
             self._wake.clear()
+
+    def _round(self) -> bool:
+        """Read the jobs due now in one batch and signal those that ended; True when nobody waits."""
+        now = self._clock()
+        with self._lock:
+            due = [job_id for job_id, at in self._due.items() if at <= now]
+            idle = not self._due
+            for job_id in due:
+                waited = now - self._since[job_id]
+                self._due[job_id] = now + (self._first_s if waited < self._window_s else self._then_s)
+        if due:
+            try:
+                jobs = self._store.get_many(due)
+            except TransientError as exc:  # the next round tries again; waiting requests time out as usual
+                log.warning("job watcher: %s", exc)
+                jobs = []
+            for job in jobs:
+                if job.status.terminal:
+                    self.notify(job.id, job)
+        return idle

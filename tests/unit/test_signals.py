@@ -61,30 +61,34 @@ def test_the_watcher_finds_jobs_that_ended_elsewhere_in_batched_reads() -> None:
 
 
 def test_the_watcher_reads_a_long_wait_once_a_second_after_its_first() -> None:
-    # Scaled down: read every 10 ms in the first 0.2 s (first_s, window_s), then every 0.1 s (then_s); the
-    # defaults are 0.1 s, 1 s and 1 s.
+    # The defaults: every 0.1 s (first_s) in the first second of a wait (window_s), then every second (then_s).
+    # Rounds run every 10 ms of a fake clock, so the counts don't depend on how the machine schedules threads.
+    now = [0.0]
     store = CountingStore()
-    signals = WatchingJobSignals(store, first_s=0.01, then_s=0.1, window_s=0.2)
+    signals = WatchingJobSignals(store, clock=lambda: now[0])
     store.create(Job.new("job_slow", "acme", "d"))
+    with signals._lock:
+        signals._watch_job("job_slow")  # what a wait does, without the thread
 
-    async def main() -> None:
-        waiting = asyncio.create_task(signals.wait("job_slow", 10))
-        await asyncio.sleep(0.2)
-        first_window = len(store.rounds)
-        await asyncio.sleep(0.3)
-        later = len(store.rounds) - first_window
-        assert later <= 4  # every `then_s`, not every `first_s` (which would be ~30)
-        assert first_window >= 5
-        ended_elsewhere_now = store.get("job_slow")
-        assert ended_elsewhere_now is not None
-        store.replace(ended_elsewhere_now.to(JobStatus.CANCELLED))
-        signal = await waiting
-        assert signal is not None and signal.job is not None and signal.job.status is JobStatus.CANCELLED
+    def rounds_until(t: float) -> int:
+        before = len(store.rounds)
+        while now[0] < t - 1e-9:
+            now[0] = round(now[0] + 0.01, 2)
+            signals._round()
+        return len(store.rounds) - before
 
-    asyncio.run(main())
-    rounds = len(store.rounds)
-    asyncio.run(asyncio.sleep(0.1))
-    assert len(store.rounds) == rounds  # nobody waits: nothing is read
+    assert rounds_until(1.05) == 10  # every first_s for the first second
+    assert rounds_until(4.05) == 3  # then every then_s
+    ended_elsewhere = store.get("job_slow")
+    assert ended_elsewhere is not None
+    store.replace(ended_elsewhere.to(JobStatus.CANCELLED))
+    rounds_until(5.05)
+    ended = signals.ended("job_slow")
+    assert ended is not None and ended.status is JobStatus.CANCELLED
+    with signals._lock:  # the wait is over: nobody waits, so nothing is read
+        signals._since.clear()
+        signals._due.clear()
+    assert rounds_until(8.05) == 0
 
 
 def test_ended_jobs_are_remembered_briefly_and_boundedly(monkeypatch: pytest.MonkeyPatch) -> None:
