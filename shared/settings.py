@@ -95,8 +95,10 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("HOST", "INFERQ_HOST"))
     port: int = Field(default=7071, validation_alias=AliasChoices("PORT", "INFERQ_PORT"))
 
-    # Demo tenant key for the local host (falls back to a generated one)
+    # With a config that has a demo tenant (the local host's example): the demo tenant's key and an admin key
+    # (each falls back to a generated one, printed at start)
     api_key: str | None = None
+    admin_key: str | None = None
 
     # Azure connections; the Functions host's own names, hence no INFERQ_ prefix
     storage_connection: str | None = Field(

@@ -80,14 +80,16 @@ class LocalHost:
         self.app.registry.close()
 
 
-def build_app(settings: Settings) -> tuple[Inferq, str | None]:
-    """Everything, with the demo tenant's key added (from INFERQ_API_KEY, or generated and returned)."""
+def build_app(settings: Settings) -> tuple[Inferq, dict[str, str]]:
+    """Everything; with a demo tenant in the config, its key and an admin key added (from INFERQ_API_KEY and
+    INFERQ_ADMIN_KEY, or generated: those are returned by the variable that would have set them)."""
     config = load_config(settings.config)
-    generated = None
+    generated: dict[str, str] = {}
     demo = next((t for t in config.tenants if t.demo), None)
     if demo is not None:
-        key = settings.api_key or (generated := "iq-" + secrets.token_urlsafe(24))
-        config = config.with_tenant_key(demo.name, hash_key(key))
+        key = settings.api_key or generated.setdefault("INFERQ_API_KEY", "iq-" + secrets.token_urlsafe(24))
+        admin = settings.admin_key or generated.setdefault("INFERQ_ADMIN_KEY", "iq-admin-" + secrets.token_urlsafe(24))
+        config = config.with_tenant_key(demo.name, hash_key(key)).with_admin_key(hash_key(admin))
     return bootstrap(settings, config=config), generated
 
 
@@ -109,8 +111,9 @@ def main() -> int:
     host.start()
     base = f"http://{settings.host}:{settings.port}"
     print(f"inferq local host on {base} (data in {settings.data_dir}/)", flush=True)
-    if generated:
-        print(f"demo API key (set INFERQ_API_KEY to choose one): export INFERQ_API_KEY={generated}", flush=True)
+    for variable, key in generated.items():
+        who = "demo tenant's" if variable == "INFERQ_API_KEY" else "admin"
+        print(f"{who} API key (set {variable} to choose one): export {variable}={key}", flush=True)
     try:
         uvicorn.run(http_api.app, host=settings.host, port=settings.port, log_level="warning")
     finally:

@@ -249,6 +249,9 @@ class AppConfig(_Strict):
                 return t
         raise NotFound(f"Unknown tenant {name!r}.")
 
+    def with_admin_key(self, key_sha256: str) -> AppConfig:
+        return self.model_copy(update={"admin_key_sha256": (*self.admin_key_sha256, key_sha256)})
+
     def with_tenant_key(self, tenant_name: str, key_sha256: str) -> AppConfig:
         tenants = tuple(
             t.model_copy(update={"key_sha256": (*t.key_sha256, key_sha256)}) if t.name == tenant_name else t

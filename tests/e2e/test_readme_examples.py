@@ -18,6 +18,8 @@ pytestmark = pytest.mark.e2e
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 LOCAL = "http://127.0.0.1:7071"
 KEY = "readme-demo-key"
+ADMIN_KEY = "readme-admin-key"
+KEYS = {"INFERQ_API_KEY": KEY, "INFERQ_ADMIN_KEY": ADMIN_KEY}
 
 
 def blocks(language: str) -> list[str]:
@@ -36,9 +38,7 @@ def curl_commands() -> list[str]:
 
 @pytest.fixture(scope="module")
 def example_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
-    running = start_host(
-        tmp_path_factory.mktemp("readme"), env={"INFERQ_API_KEY": KEY}, config=ROOT / "config" / "inferq.toml"
-    )
+    running = start_host(tmp_path_factory.mktemp("readme"), env=KEYS, config=ROOT / "config" / "inferq.toml")
     yield running
     stop_host(running)
 
@@ -50,7 +50,7 @@ def run(command: str, host: RunningHost) -> str:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "INFERQ_API_KEY": KEY},
+        env={**os.environ, **KEYS},
     )
     assert result.returncode == 0, f"{command}\n{result.stderr}"
     assert result.stdout.strip(), f"no output from: {command}"
@@ -110,7 +110,7 @@ def test_every_python_example_works_as_pasted(example_host: RunningHost, index: 
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "INFERQ_API_KEY": KEY},
+        env={**os.environ, **KEYS},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
