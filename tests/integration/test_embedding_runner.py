@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from tokenizers import Encoding, Tokenizer
 
+from shared.domain.config import Deployment
+from shared.domain.errors import InvalidInput
+from shared.runtimes.base import Edge
+from shared.runtimes.embeddings import KIND, check
 from shared.runtimes.engines.onnx_embeddings import Embedding, EmbeddingRunner
+from shared.schemas.embeddings import EmbeddingsRequest
 from tests.conftest import MODEL_DIR
+from tests.unit.fakes import unit_settings
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +79,26 @@ def test_a_batch_of_mixed_lengths_runs_as_runs_of_similar_lengths(runner: Embedd
     finally:
         del runner._run
     assert sorted(widths) == [3, 201] and [e.tokens for e in out] == [200, 3, 201, 3]
+
+
+def test_token_arrays_run_as_given_beside_texts(runner: EmbeddingRunner) -> None:
+    texts = ["a short one", "a rather longer sentence about nothing much"]
+    first, second = runner.tokenize(texts)
+    bare = first.ids[1:-1]  # no [CLS]/[SEP]: run (and counted) as given, not as the text
+    tokens = runner.encode([texts[0], second.ids, bare])
+    assert [t.ids for t in tokens] == [first.ids, second.ids, bare]
+    a, b, c = runner.embed(tokens)
+    x, y = runner.predict(texts)
+    assert np.allclose(a.vector, x.vector, atol=1e-6) and np.allclose(b.vector, y.vector, atol=1e-6)
+    assert c.tokens == len(bare) and cosine(c.vector, x.vector) < 0.9999
+
+
+def test_the_worker_checks_token_ids_against_the_models_vocabulary(runner: EmbeddingRunner) -> None:
+    deployment = Deployment(name="d", kind="embeddings", model_name="m", model={"source": "x", "files": {}})
+    request = EmbeddingsRequest(input=[101, runner.vocab_size, 102])
+    settings = unit_settings()
+    assert check(request, deployment, Edge("error", settings))["input"]  # an edge without the tokenizer can't tell
+    with pytest.raises(InvalidInput, match="outside model 'd' vocabulary"):
+        check(request, deployment, Edge("error", settings, lambda: runner.vocab_size))  # as `execute` checks
+    assert KIND.estimate(deployment, {"input": [[101, 7, 102], [101, 102]]}) == 5  # billed as given
+    assert KIND.estimate(deployment, {"input": [101, 7, 102]}) == 3
