@@ -4,12 +4,15 @@ import numpy as np
 import pytest
 from tokenizers import Encoding, Tokenizer
 
+from shared.adapters.memory.blobs import MemoryBlobStore
 from shared.domain.config import Deployment
 from shared.domain.errors import InvalidInput
-from shared.runtimes.base import Edge
-from shared.runtimes.embeddings import KIND, check
+from shared.domain.jobs import Job, JobStatus
+from shared.runtimes.base import Edge, Work
+from shared.runtimes.embeddings import KIND, EmbeddingsRuntime, check
 from shared.runtimes.engines.onnx_embeddings import Embedding, EmbeddingRunner
 from shared.schemas.embeddings import EmbeddingsRequest
+from shared.schemas.usage import Meter
 from tests.conftest import MODEL_DIR
 from tests.unit.fakes import unit_settings
 
@@ -100,5 +103,13 @@ def test_the_worker_checks_token_ids_against_the_models_vocabulary(runner: Embed
     assert check(request, deployment, Edge("error", settings))["input"]  # an edge without the tokenizer can't tell
     with pytest.raises(InvalidInput, match="outside model 'd' vocabulary"):
         check(request, deployment, Edge("error", settings, lambda: runner.vocab_size))  # as `execute` checks
+    runtime = EmbeddingsRuntime(runner, max_batch_size=4, max_wait_s=0)
+    work = Work(Job.new("j", "acme", "d").to(JobStatus.RUNNING), deployment, settings, MemoryBlobStore(), bool)
+    try:
+        with pytest.raises(InvalidInput, match="outside model 'd' vocabulary"):
+            KIND.execute(work, {"input": [[101, 102], [101, runner.vocab_size, 102]]}, runtime)
+        assert KIND.execute(work, {"input": [[101, 7, 102]]}, runtime).usage == {Meter.INPUT_TOKENS: 3}
+    finally:
+        runtime.close()
     assert KIND.estimate(deployment, {"input": [[101, 7, 102], [101, 102]]}) == 5  # billed as given
     assert KIND.estimate(deployment, {"input": [101, 7, 102]}) == 3
