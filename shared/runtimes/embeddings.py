@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import InvalidInput
 from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, check_unicode, extras_allowed, token_bound
 from shared.runtimes.base import parse_payload as _parse
 from shared.runtimes.batching import MicroBatcher
-from shared.runtimes.engines.onnx_embeddings import RUN_OVERHEAD_TOKENS, Embedding, EmbeddingRunner
+from shared.runtimes.engines.onnx_embeddings import RUN_OVERHEAD_TOKENS, Embedding, EmbeddingRunner, Tokens
 from shared.schemas.embeddings import EmbeddingItem, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
 from shared.schemas.usage import Meter
 from shared.settings import Settings
-
-if TYPE_CHECKING:
-    from tokenizers import Encoding
 
 
 class EmbeddingsRuntime:
@@ -44,8 +43,9 @@ class EmbeddingsRuntime:
             run_overhead=RUN_OVERHEAD_TOKENS,
         )
 
-    def predict(self, texts: Sequence[str], owner: str = "") -> list[Embedding]:
-        return self.batcher(self.runner.tokenize(texts), owner)
+    def predict(self, inputs: Sequence[str | Sequence[int]], owner: str = "") -> list[Embedding]:
+        """Texts or token arrays (tokenized before the batcher, which weighs them by their tokens)."""
+        return self.batcher(self.runner.encode(inputs), owner)
 
     def load(self) -> None:
         self.runner.load()
@@ -54,7 +54,7 @@ class EmbeddingsRuntime:
         self.batcher.close()
 
 
-def _tokens(encoding: Encoding) -> int:
+def _tokens(encoding: Tokens) -> int:
     return len(encoding.ids)
 
 
@@ -76,6 +76,9 @@ def check(request: EmbeddingsRequest, deployment: Deployment, edge: Edge) -> dic
             f"At most {max_inputs} inputs per request; got {len(inputs)}.", loc=("body", "input"), input=len(inputs)
         )
     for i, text in enumerate(inputs):
+        if not isinstance(text, str):
+            _check_token_array(text, i, deployment, edge)
+            continue
         if not text.strip():
             raise InvalidInput("input strings must not be empty", loc=("body", "input", i), input=text)
         if len(text) > max_chars:
@@ -94,6 +97,29 @@ def check(request: EmbeddingsRequest, deployment: Deployment, edge: Edge) -> dic
     payload = request.model_dump(exclude_none=True, exclude=set(extras))
     check_unicode(payload)
     return payload
+
+
+def _check_token_array(ids: list[int], i: int, deployment: Deployment, edge: Edge) -> None:
+    """Token ids are embedded as given (no truncation, no special tokens added): none, too many, or an id outside
+    the tokenizer's vocabulary (when the edge tool, or the worker's model, knows its size) is InvalidInput."""
+    loc = ("body", "input", i)
+    if not ids:
+        raise InvalidInput("token arrays must not be empty", loc=loc, input=ids)
+    if len(ids) > deployment.max_tokens:
+        raise InvalidInput(
+            f"Input {i} has {len(ids)} tokens; model '{deployment.name}' takes at most {deployment.max_tokens}.",
+            loc=loc,
+            input=len(ids),
+        )
+    vocab = edge.tool()
+    if isinstance(vocab, int):
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise InvalidInput(
+                f"Input {i} has token id {bad}, outside model '{deployment.name}' vocabulary (0 to {vocab - 1}).",
+                loc=loc,
+                input=bad,
+            )
 
 
 def parse(payload: dict[str, Any]) -> EmbeddingsRequest:
@@ -120,8 +146,13 @@ class EmbeddingsKind:
             runner, s.max_batch_size, s.max_batch_wait_ms / 1000, s.batch_workers, s.max_batch_tokens
         )
 
-    def edge_tool(self, deployment: Deployment, fetch: Fetch) -> None:  # noqa: ARG002 (the protocol's)
-        return None
+    def edge_tool(self, deployment: Deployment, fetch: Fetch) -> int:
+        """The tokenizer's vocabulary size, to check token-array inputs: only `tokenizer.json` is fetched, and only
+        when a request sends token arrays (the edge calls its tool lazily)."""
+        from tokenizers import Tokenizer
+
+        folder = fetch({k: v for k, v in deployment.model.files.items() if k == "tokenizer.json"})
+        return int(Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size(with_added_tokens=True))
 
     def check(self, request: EmbeddingsRequest, deployment: Deployment, edge: Edge) -> dict[str, Any]:
         return check(request, deployment, edge)
@@ -129,12 +160,15 @@ class EmbeddingsKind:
     def estimate(self, deployment: Deployment, payload: dict[str, Any]) -> int:
         """At most the model's `max_tokens` per input (it truncates there)."""
         inputs = payload.get("input", "")
-        texts = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
-        return sum(min(deployment.max_tokens, token_bound(text)) for text in texts)
+        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+            inputs = [inputs]
+        items = inputs if isinstance(inputs, list) else []
+        # A token array bills its length as given (at most max_tokens: longer ones are refused).
+        return sum(min(deployment.max_tokens, len(x) if isinstance(x, list) else token_bound(x)) for x in items)
 
     def execute(self, work: Work, payload: dict[str, Any], runtime: EmbeddingsRuntime) -> TaskOutput:
         request = parse(payload)
-        check(request, work.deployment, Edge("error", work.settings))
+        check(request, work.deployment, Edge("error", work.settings, lambda: runtime.runner.vocab_size))
         embeddings = runtime.predict(request.inputs, owner=work.job.tenant)
         vectors = [_encode(e, request.encoding_format) for e in embeddings]
         return output(work, vectors, sum(e.tokens for e in embeddings))
@@ -143,7 +177,7 @@ class EmbeddingsKind:
         return result
 
 
-def output(work: Work, vectors: Sequence[list[float] | str], tokens: int) -> TaskOutput:
+def output(work: Work, vectors: Sequence[list[int] | list[float] | str], tokens: int) -> TaskOutput:
     """The job's result (the embeddings response) and its usage: `tokens` input tokens."""
     response = EmbeddingsResponse(
         id=work.job.id,
@@ -154,10 +188,22 @@ def output(work: Work, vectors: Sequence[list[float] | str], tokens: int) -> Tas
     return TaskOutput(result=response, usage={Meter.INPUT_TOKENS: tokens})
 
 
-def _encode(embedding: Embedding, encoding_format: str) -> list[float] | str:
+def _encode(embedding: Embedding, encoding_format: str) -> list[int] | list[float] | str:
+    """The vector in the requested format. The vectors are unit-norm, so every component lies in [-1, 1]: int8 is
+    round(127·x), a fixed symmetric scale that needs no calibration data, never clips, keeps 0 at 0 (int8 dot
+    products are 127² × the cosine, up to rounding) and is the same for every request; uint8 is that + 128.
+    binary/ubinary pack one sign bit per dimension (x > 0 → 1), 8 dimensions per byte, first dimension in the
+    high bit; ubinary gives the bytes as 0..255, binary as signed bytes (byte − 128), as Cohere's formats do."""
+    v = embedding.vector
     if encoding_format == "base64":
-        return base64.b64encode(embedding.vector.astype("<f4").tobytes()).decode("ascii")
-    return [float(x) for x in embedding.vector]
+        return base64.b64encode(v.astype("<f4").tobytes()).decode("ascii")
+    if encoding_format in ("int8", "uint8"):
+        q = np.clip(np.rint(v * 127), -127, 127).astype(np.int16)
+        return [int(x) for x in (q + 128 if encoding_format == "uint8" else q)]
+    if encoding_format in ("binary", "ubinary"):
+        packed = np.packbits(v > 0).astype(np.int16)
+        return [int(x) for x in (packed - 128 if encoding_format == "binary" else packed)]
+    return [float(x) for x in v]
 
 
 KIND = EmbeddingsKind()

@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 from tokenizers import Encoding, Tokenizer
 
+from shared.adapters.memory.blobs import MemoryBlobStore
+from shared.domain.config import Deployment
+from shared.domain.errors import InvalidInput
+from shared.domain.jobs import Job, JobStatus
+from shared.runtimes.base import Edge, Work
+from shared.runtimes.embeddings import KIND, EmbeddingsRuntime, check
 from shared.runtimes.engines.onnx_embeddings import Embedding, EmbeddingRunner
+from shared.schemas.embeddings import EmbeddingsRequest
+from shared.schemas.usage import Meter
 from tests.conftest import MODEL_DIR
+from tests.unit.fakes import unit_settings
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +82,34 @@ def test_a_batch_of_mixed_lengths_runs_as_runs_of_similar_lengths(runner: Embedd
     finally:
         del runner._run
     assert sorted(widths) == [3, 201] and [e.tokens for e in out] == [200, 3, 201, 3]
+
+
+def test_token_arrays_run_as_given_beside_texts(runner: EmbeddingRunner) -> None:
+    texts = ["a short one", "a rather longer sentence about nothing much"]
+    first, second = runner.tokenize(texts)
+    bare = first.ids[1:-1]  # no [CLS]/[SEP]: run (and counted) as given, not as the text
+    tokens = runner.encode([texts[0], second.ids, bare])
+    assert [t.ids for t in tokens] == [first.ids, second.ids, bare]
+    a, b, c = runner.embed(tokens)
+    x, y = runner.predict(texts)
+    assert np.allclose(a.vector, x.vector, atol=1e-6) and np.allclose(b.vector, y.vector, atol=1e-6)
+    assert c.tokens == len(bare) and cosine(c.vector, x.vector) < 0.9999
+
+
+def test_the_worker_checks_token_ids_against_the_models_vocabulary(runner: EmbeddingRunner) -> None:
+    deployment = Deployment(name="d", kind="embeddings", model_name="m", model={"source": "x", "files": {}})
+    request = EmbeddingsRequest(input=[101, runner.vocab_size, 102])
+    settings = unit_settings()
+    assert check(request, deployment, Edge("error", settings))["input"]  # an edge without the tokenizer can't tell
+    with pytest.raises(InvalidInput, match="outside model 'd' vocabulary"):
+        check(request, deployment, Edge("error", settings, lambda: runner.vocab_size))  # as `execute` checks
+    runtime = EmbeddingsRuntime(runner, max_batch_size=4, max_wait_s=0)
+    work = Work(Job.new("j", "acme", "d").to(JobStatus.RUNNING), deployment, settings, MemoryBlobStore(), bool)
+    try:
+        with pytest.raises(InvalidInput, match="outside model 'd' vocabulary"):
+            KIND.execute(work, {"input": [[101, 102], [101, runner.vocab_size, 102]]}, runtime)
+        assert KIND.execute(work, {"input": [[101, 7, 102]]}, runtime).usage == {Meter.INPUT_TOKENS: 3}
+    finally:
+        runtime.close()
+    assert KIND.estimate(deployment, {"input": [[101, 7, 102], [101, 102]]}) == 5  # billed as given
+    assert KIND.estimate(deployment, {"input": [101, 7, 102]}) == 3

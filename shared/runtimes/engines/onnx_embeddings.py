@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -20,6 +20,32 @@ if TYPE_CHECKING:
 # What one session run costs beyond its rows, in token-rows: all-MiniLM-L6-v2 int8 on one core runs in about
 # 1.4 ms + 0.24 ms per token-row, so a run is worth about 6 token-rows of padding (`scripts/bench.py`, raw rows).
 RUN_OVERHEAD_TOKENS = 6
+
+
+class Tokens(Protocol):
+    """One input's tokens as a run takes them: a tokenizer's `Encoding`, or `TokenIds` given by the client."""
+
+    @property
+    def ids(self) -> list[int]: ...
+    @property
+    def attention_mask(self) -> list[int]: ...
+    @property
+    def type_ids(self) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """A client's token array, embedded as given (one segment, every token attended)."""
+
+    ids: list[int]
+
+    @property
+    def attention_mask(self) -> list[int]:
+        return [1] * len(self.ids)
+
+    @property
+    def type_ids(self) -> list[int]:
+        return [0] * len(self.ids)
 
 
 @dataclass(frozen=True)
@@ -67,13 +93,24 @@ class EmbeddingRunner:
     def predict(self, texts: Sequence[str]) -> list[Embedding]:
         return self.embed(self.tokenize(texts))
 
+    @property
+    def vocab_size(self) -> int:
+        self.load()
+        assert self._tokenizer is not None
+        return int(self._tokenizer.get_vocab_size(with_added_tokens=True))
+
+    def encode(self, inputs: Sequence[str | Sequence[int]]) -> list[Tokens]:
+        """Texts tokenized (in one batch), token arrays as given, in the inputs' order."""
+        texts = iter(self.tokenize([x for x in inputs if isinstance(x, str)]))
+        return [next(texts) if isinstance(x, str) else TokenIds(list(x)) for x in inputs]
+
     def tokenize(self, texts: Sequence[str]) -> list[Encoding]:
         """Each text's tokens, truncated at `max_tokens`, unpadded."""
         self.load()
         assert self._tokenizer is not None
         return self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
 
-    def embed(self, encodings: Sequence[Encoding]) -> list[Embedding]:
+    def embed(self, encodings: Sequence[Tokens]) -> list[Embedding]:
         self.load()
         # Runs of similar token lengths, each padded only to its own longest: padding is most of the waste in a
         # batch of mixed lengths. Results go back in the caller's order.
@@ -85,7 +122,7 @@ class EmbeddingRunner:
                 out[i] = emb
         return [e for e in out if e is not None]
 
-    def _run(self, encodings: list[Encoding]) -> list[Embedding]:
+    def _run(self, encodings: list[Tokens]) -> list[Embedding]:
         assert self._session is not None
         feeds, mask = self._preprocess(encodings)
         try:
@@ -94,7 +131,7 @@ class EmbeddingRunner:
             raise ModelError(f"model run failed: {exc}") from exc
         return self._postprocess(np.asarray(hidden), mask)
 
-    def _preprocess(self, encodings: list[Encoding]) -> tuple[dict[str, Any], np.ndarray]:
+    def _preprocess(self, encodings: list[Tokens]) -> tuple[dict[str, Any], np.ndarray]:
         """One run's feeds, padded to its longest input."""
         width = max(len(e.ids) for e in encodings)
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
