@@ -16,7 +16,6 @@ from functions.http.deps import Auth, DeploymentHeader, Gate
 from functions.http.headers import note_route
 from functions.http.jobs import submit_and_respond
 from shared.application.gateway import Gateway
-from shared.domain.config import RunnerKind
 from shared.domain.errors import NotFound
 from shared.runtimes import score
 
@@ -60,7 +59,7 @@ async def _score(
 
 def _only_scoring_endpoint(gw: Gateway) -> str:
     """Where a request that names no endpoint goes: the one endpoint of scoring deployments."""
-    names = [e.name for e, d in gw.endpoints() if d.kind is RunnerKind.SCORE]
+    names = [e.name for e, d in gw.endpoints() if d.kind is score.KIND.kind]
     if len(names) == 1:
         return names[0]
     if not names:
