@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from functions.http.body import StrictJsonRoute
 from functions.http.deps import Auth, Bill
-from shared.domain import usage_report
+from shared.domain import metering, usage_report
 
 router = APIRouter(route_class=StrictJsonRoute)
 
@@ -43,7 +43,7 @@ async def get_usage(
 @router.get("/usage/metering")
 async def get_metering(bill: Bill, who: Auth, start: From = None, to: To = None, tenant: Tenant = None) -> Response:
     records = await run_in_threadpool(bill.metering_records, who, start, to, tenant or None)
-    return JSONResponse({"records": records})
+    return Response(metering.to_json({"records": records}), media_type="application/json")  # exact quantities
 
 
 @router.get("/deployments")

@@ -1,11 +1,19 @@
-"""Scoring-script requests: any JSON in (its `model` names the endpoint), the script's JSON out, billed as one
-request on the `requests` meter. The runtime is the user's script (Azure ML's `init()`/`run()` contract)."""
+"""Scoring-script requests: the body as sent in (a JSON body's `model` names the endpoint), the script's JSON out,
+billed as one request on the `requests` meter. The runtime is the user's script (Azure ML's `init()`/`run()`
+contract): `run()` gets the body's text byte for byte, or, for a script that declares raw input (`@rawhttp`), a
+request object with the content type and the bytes.
+
+The queued payload (version 2) carries the body base64-encoded, so no JSON round trip changes a byte:
+  {"v": 2, "body": "<base64>", "content_type": "<as sent>", "json": <whether the body is JSON>}
+Version 1, `{"data": <JSON value>}` (what older producers queue), is still run: the value as compact JSON text."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,11 +28,36 @@ from shared.settings import Settings
 MAX_DEPTH = 64
 
 
+PAYLOAD_VERSION = 2
+JSON_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """A request as the route read it: the bytes, their content type, and their JSON value when they are JSON
+    (None when they are not: only a script that declares raw input takes those)."""
+
+    body: bytes
+    content_type: str
+    value: Any = None
+    is_json: bool = True
+
+
 class ScorePayload(BaseModel):
-    """The queued request: the body the script's run() receives, as JSON."""
+    """Version 1 of the queued request: the body as a JSON value (what producers written before version 2 queue)."""
 
     model_config = ConfigDict(extra="forbid")
     data: Any
+
+
+class RawScorePayload(BaseModel):
+    """Version 2: the body's bytes as sent (base64) and their content type."""
+
+    model_config = ConfigDict(extra="forbid")
+    v: Literal[2]
+    body: str
+    content_type: str
+    json_body: bool = True
 
 
 class ScoreResult(BaseModel):
@@ -45,13 +78,24 @@ def endpoint(body: Any) -> tuple[str | None, Any]:
     return model, body
 
 
-def check(body: Any) -> dict[str, Any]:
-    """The payload to queue: the JSON body without its `model`."""
-    _check_json(body, ("body",))
-    check_unicode(body)
-    if isinstance(body, dict) and "model" in body:
-        body = {k: v for k, v in body.items() if k != "model"}
-    payload: dict[str, Any] = ScorePayload(data=body).model_dump()
+def check(request: Any) -> dict[str, Any]:
+    """The payload to queue: a ScoreRequest's bytes as sent (a JSON body checked first: what no job can carry
+    to a script is refused here); a bare JSON value (what producers pass) as version 1, without its `model`."""
+    if isinstance(request, ScoreRequest):
+        if request.is_json:
+            _check_json(request.value, ("body",))
+            check_unicode(request.value)
+        return RawScorePayload(
+            v=PAYLOAD_VERSION,
+            body=base64.b64encode(request.body).decode("ascii"),
+            content_type=request.content_type,
+            json_body=request.is_json,
+        ).model_dump()
+    _check_json(request, ("body",))
+    check_unicode(request)
+    if isinstance(request, dict) and "model" in request:
+        request = {k: v for k, v in request.items() if k != "model"}
+    payload: dict[str, Any] = ScorePayload(data=request).model_dump()
     return payload
 
 
@@ -93,15 +137,23 @@ class ScoreKind:
         return None
 
     def check(self, request: Any, deployment: Deployment, edge: Edge) -> dict[str, Any]:  # noqa: ARG002
-        """`request` is the JSON body (`endpoint(body)` read its `model` to route it)."""
+        """`request` is the route's ScoreRequest, or a producer's JSON value."""
         return check(request)
 
     def estimate(self, deployment: Deployment, payload: dict[str, Any]) -> int:  # noqa: ARG002
         return 0  # billed per request, not per token
 
     def execute(self, work: Work, payload: dict[str, Any], runtime: ScoreRuntime) -> TaskOutput:  # noqa: ARG002
-        request: ScorePayload = parse_payload(ScorePayload, payload)
-        output = runtime.run(json.dumps(request.data, separators=(",", ":")))  # JSON, or ScriptError
+        if "v" in payload:
+            raw: RawScorePayload = parse_payload(RawScorePayload, payload)
+            try:
+                body = base64.b64decode(raw.body, validate=True)
+            except ValueError as exc:
+                raise InvalidInput("invalid payload: body is not base64", loc=("body", "body")) from exc
+            output = runtime.run(body, raw.content_type, is_json=raw.json_body)  # JSON, or ScriptError
+        else:
+            request: ScorePayload = parse_payload(ScorePayload, payload)
+            output = runtime.run(json.dumps(request.data, separators=(",", ":")))
         return TaskOutput(result=ScoreResult(output=output), usage={Meter.REQUESTS: 1})
 
     def render(self, result: dict[str, Any]) -> Any:

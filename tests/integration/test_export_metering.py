@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from shared.bootstrap import Inferq
 from shared.settings import Settings
@@ -25,10 +26,10 @@ def test_export_writes_one_record_per_line_and_the_same_ids_again(service: Infer
     )
     first = export(settings, "--from", "2024-03-01", "--to", "2024-04-01")
     assert first.returncode == 0, first.stderr
-    records = [json.loads(line) for line in first.stdout.splitlines()]
+    records = [json.loads(line, parse_float=Decimal) for line in first.stdout.splitlines()]
     assert {(r["containerId"], r["meter"]["quantity"], r["requestTime"]) for r in records} == {
-        ("acme", "2.5", "2024-03-31T23:00:00Z"),
-        ("globex", "0.04", "2024-03-31T23:00:00Z"),
+        ("acme", Decimal("2.5"), 1711926000),  # a number; 2024-03-31T23:00:00Z in Unix seconds
+        ("globex", Decimal("0.04"), 1711926000),
     }
     assert export(settings, "--from", "2024-03-01", "--to", "2024-04-01").stdout == first.stdout
     only = export(settings, "--from", "2024-03-01", "--to", "2024-04-01", "--tenant", "globex")

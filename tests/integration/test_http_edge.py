@@ -3,6 +3,8 @@ answer is a documented 4xx in its documented shape, never a 500, and a refused r
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,9 +50,18 @@ def test_a_scoring_body_sent_without_a_json_content_type_is_scored_as_json(clien
     headers = {**ASYNC, "content-type": "application/x-www-form-urlencoded"}
     r = client.post("/score?model=linear-scorer", content=b'{"data": [[1, 2, 3]]}', headers=headers)
     assert r.status_code == 202, r.text
-    assert '"payload":{"data":{"data":[[1,2,3]]}}' in queued_jobs(service)[0]
+    payload = json.loads(queued_jobs(service)[0])["payload"]  # the bytes as sent, for run() to get unchanged
+    assert (base64.b64decode(payload["body"]), payload["json_body"]) == (b'{"data": [[1, 2, 3]]}', True)
     refused = client.post("/score?model=linear-scorer", content=b"not json", headers=headers)
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body"]
+
+
+def test_score_without_a_model_goes_to_the_only_scoring_endpoint(client: TestClient) -> None:
+    r = client.post("/score", json={"data": [[1, 2, 3]]}, headers=ASYNC)  # the default endpoint embeds
+    assert r.status_code == 202, r.text
+    assert (r.json()["endpoint"], r.headers["azureml-model-deployment"]) == ("linear-scorer", "linear-scorer")
+    pinned = client.post("/score", json={}, headers={**ASYNC, "azureml-model-deployment": "linear-scorer"})
+    assert pinned.status_code == 202 and pinned.json()["deployment"] == "linear-scorer"
 
 
 @pytest.mark.parametrize(

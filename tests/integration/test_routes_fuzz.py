@@ -67,7 +67,9 @@ POSTS = {
     ),
     "/completions": Post({"model": "tiny-random-chat", "prompt": "hi"}, ("prompt", *CHAT_FIELDS), {"stream": False}),
     "/score": Post({"model": "linear-scorer", "data": [[1, 2, 3]]}, ("model", "data"), query=("model",)),
+    "/score/{endpoint}": Post({"data": [[1, 2, 3]]}, ("model", "data")),
 }
+ENDPOINTS = st.sampled_from(["linear-scorer", "LINEAR-SCORER", "all-MiniLM-L6-v2", "x"])
 # Every other route: the query parameters it reads (any others are sent too).
 GETS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/health"): (),
@@ -160,8 +162,13 @@ def calls(method: str, path: str) -> st.SearchStrategy[Call]:
     keys = [KEYS["acme"]] * 9 + [ADMIN_KEY, None, "wrong-key"]
     if method == "POST":
         post = POSTS[path]
+        endpoint = ENDPOINTS | TEXT.map(lambda t: quote(t.encode("utf-8", "surrogatepass"), safe=""))
         return st.builds(
-            lambda q, h, b: Call(method, f"{path}?{q}", h, b), query(post.query), headers(keys), bodies(post)
+            lambda q, h, b, e: Call(method, f"{path.replace('{endpoint}', e)}?{q}", h, b),
+            query(post.query),
+            headers(keys),
+            bodies(post),
+            endpoint,
         )
     if "{job_id}" in path:
         job_id = TEXT.map(lambda t: quote(t.encode("utf-8", "surrogatepass"), safe="")) | st.just("job_" + "0" * 32)

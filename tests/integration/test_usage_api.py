@@ -143,12 +143,10 @@ def test_an_admin_key_names_the_tenant(client: TestClient) -> None:
 
 def test_metering_exports_closed_hours_with_ids_stable_across_exports(client: TestClient) -> None:
     records = get(client, "/usage/metering", **RANGE)["body"]["records"]
+    # requestTime in Unix seconds (2024-01-31T23:00Z, 2024-02-01T00:00Z), quantity a JSON number
     assert [(r["requestTime"], r["meter"]) for r in records] == [
-        ("2024-01-31T23:00:00Z", {"name": f"inferq.{DEPLOYMENT}.input_tokens", "quantity": "2", "unit": "1K tokens"}),
-        (
-            "2024-02-01T00:00:00Z",
-            {"name": f"inferq.{DEPLOYMENT}.input_tokens", "quantity": "0.001", "unit": "1K tokens"},
-        ),
+        (1706742000, {"name": f"inferq.{DEPLOYMENT}.input_tokens", "quantity": 2, "unit": "1K tokens"}),
+        (1706745600, {"name": f"inferq.{DEPLOYMENT}.input_tokens", "quantity": 0.001, "unit": "1K tokens"}),
     ]
     assert {(r["containerId"], r["containerType"], r["apiType"]) for r in records} == {
         ("acme", DEPLOYMENT, "embeddings")
@@ -158,4 +156,4 @@ def test_metering_exports_closed_hours_with_ids_stable_across_exports(client: Te
     assert {r["containerId"] for r in everyone} == {"acme", "globex"}
     # Up to now: the current hour (a million tokens so far) is not exported until it is over.
     current = get(client, "/usage/metering")["body"]["records"]
-    assert all(r["meter"]["quantity"] != "1000" for r in current)
+    assert all(r["meter"]["quantity"] != 1000 for r in current)

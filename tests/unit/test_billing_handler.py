@@ -126,7 +126,7 @@ def test_metering_records_cover_closed_hours_of_the_callers_tenant_or_all_for_an
     _bill(app, "globex", 20, earlier)
     _bill(app, "acme", 9)  # this hour: not closed yet
     (mine,) = app.billing.metering_records(ACME, *EVER)
-    assert mine["meter"] == {"name": f"inferq.{EMBED}.input_tokens", "quantity": "1.5", "unit": "1K tokens"}
+    assert mine["meter"] == {"name": f"inferq.{EMBED}.input_tokens", "quantity": Decimal("1.5"), "unit": "1K tokens"}
     assert mine["containerId"] == "acme"
     everyone = app.billing.metering_records(ADMIN, *EVER)
     assert sorted(r["containerId"] for r in everyone) == ["acme", "globex"]

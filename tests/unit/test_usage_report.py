@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -98,7 +99,7 @@ def test_the_requests_meter_is_counted_priced_and_labelled_per_1000_requests() -
         ("requests", "", "250", "1K requests")
     ]
     (record,) = (r for r in metering.records(totals, CONFIG) if r["containerType"] == "scorer")
-    assert record["meter"] == {"name": "inferq.scorer.requests", "quantity": "0.25", "unit": "1K requests"}
+    assert record["meter"] == {"name": "inferq.scorer.requests", "quantity": Decimal("0.25"), "unit": "1K requests"}
     assert record["apiType"] == "score"
 
 
@@ -166,8 +167,8 @@ def test_metering_records_have_the_containers_shape_and_stable_ids() -> None:
     records = metering.records(TOTALS, CONFIG)
     assert records[0] == {
         "id": records[0]["id"],
-        "meter": {"name": "inferq.embed.input_tokens", "quantity": "1.5", "unit": "1K tokens"},
-        "requestTime": "2024-01-31T23:00:00Z",
+        "meter": {"name": "inferq.embed.input_tokens", "quantity": Decimal("1.5"), "unit": "1K tokens"},
+        "requestTime": 1706742000,  # 2024-01-31T23:00:00Z in Unix seconds
         "apiType": "embeddings",
         "containerType": "embed",
         "containerVersion": metering.CONTAINER_VERSION,
@@ -178,7 +179,19 @@ def test_metering_records_have_the_containers_shape_and_stable_ids() -> None:
     assert len({r["id"] for r in records}) == len(records)
     # The same hour re-exported — even with more tokens after a late event — keeps its id: consumers upsert.
     later = metering.records([UsageTotal(H, "acme", "embed", "input_tokens", 1600)], CONFIG)
-    assert later[0]["id"] == records[0]["id"] and later[0]["meter"]["quantity"] == "1.6"
+    assert later[0]["id"] == records[0]["id"] and later[0]["meter"]["quantity"] == Decimal("1.6")
     assert (
         metering.records([UsageTotal(H, "globex", "embed", "input_tokens", 1500)], CONFIG)[0]["id"] != records[0]["id"]
     )
+
+
+def test_metering_records_are_written_with_the_documented_types_and_every_digit() -> None:
+    # 2^53 + 1 tokens: past what a float holds, so a float quantity would lose the last token.
+    records = metering.records([UsageTotal(H, "acme", "embed", "input_tokens", 2**53 + 1)], CONFIG)
+    text = metering.to_json({"records": records})
+    assert '"quantity":9007199254740.993,' in text and '"requestTime":1706742000,' in text
+    (record,) = json.loads(text, parse_float=Decimal)["records"]
+    assert record["meter"]["quantity"] == Decimal("9007199254740.993") and isinstance(record["requestTime"], int)
+    assert json.loads(metering.to_json(metering.records(TOTALS, CONFIG)))[0]["meter"]["quantity"] == 1.5
+    whole = metering.records([UsageTotal(H, "acme", "embed", "input_tokens", 2_000_000)], CONFIG)
+    assert '"quantity":2000,' in metering.to_json(whole)  # never 2E+3

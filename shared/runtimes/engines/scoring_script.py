@@ -1,6 +1,9 @@
 """Scoring scripts, Azure ML's contract: a Python file with `init()`, called once after the deployment's model
-files are in place (their folder in `AZUREML_MODEL_DIR`), and `run(raw_data)`, called per job with the request
-body as JSON text. What `run` returns is the response body; what it raises fails the job with its message.
+files are in place (their folder in `AZUREML_MODEL_DIR`, set for init() and run() alike), and `run(raw_data)`,
+called per job with the request body's text exactly as sent. A script whose run() is decorated with `@rawhttp`
+(imported from `azureml.contrib.services.aml_request`, as on Azure ML) gets a request object instead, with the
+content type and the bytes, whatever they are (script_child.py defines it). What `run` returns is the response body;
+what it raises fails the job with its message.
 
 The script is operator-supplied code, pinned by sha256. It runs in a child process of its own (`script_child.py`,
 one per deployment and worker process, kept for the life of the runtime) started with a minimal environment: no
@@ -10,6 +13,7 @@ timeout, or a process that dies, fails that job; the next job starts a new proce
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -23,7 +27,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from shared.domain.errors import ConfigError, ScriptError
+from shared.domain.errors import ConfigError, InvalidInput, ScriptError
 
 MODEL_DIR_VARIABLE = "AZUREML_MODEL_DIR"
 CHILD = Path(__file__).with_name("script_child.py")
@@ -54,6 +58,7 @@ class ScoringScript:
         self.init_timeout_s = init_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._buffer = b""
+        self.raw = False  # run() declares raw input (@rawhttp): known once the script is loaded
         # Scripts are written for Azure ML's server, which calls run() one request at a time per worker.
         self._lock = threading.Lock()
 
@@ -63,11 +68,20 @@ class ScoringScript:
         with self._lock:
             self._start()
 
-    def run(self, raw_data: str) -> Any:
+    def run(self, body: str | bytes, content_type: str = "application/json", *, is_json: bool = True) -> Any:
+        """run()'s value for a request body (JSON text, or bytes as sent with their content type); InvalidInput
+        when the body is not JSON and the script does not take raw input."""
+        data = body.encode() if isinstance(body, str) else body
         with self._lock:
             self._start()  # again after a crash or a timeout
+            if not is_json and not self.raw:
+                raise InvalidInput(
+                    f"The request body ({content_type or 'no content type'}) is not JSON, and the scoring script's "
+                    "run() takes JSON (a script takes other data when its run() is decorated with @rawhttp)."
+                )
+            message = {"body": base64.b64encode(data).decode("ascii"), "content_type": content_type}
             try:
-                reply = self._ask({"raw": raw_data}, self.run_timeout_s)
+                reply = self._ask(message, self.run_timeout_s)
             except TimeoutError:
                 self._stop(kill=True)
                 raise ScriptError(
@@ -118,6 +132,7 @@ class ScoringScript:
         if "error" in reply:
             self._stop()
             raise self._error(reply["error"])
+        self.raw = bool(reply.get("raw"))
 
     def _ask(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         assert self._process is not None and self._process.stdin is not None
