@@ -1,6 +1,6 @@
 """The operators' command line (`inferq`) against the real local host: a key made by `inferq keys create` works
-(200) and its usage shows in `inferq usage`, over HTTP and from the local data; revoked, it gets 401 once the
-host restarts (the host reads its config at start)."""
+(200), its usage shows in `inferq usage` and its job in `inferq jobs show`, over HTTP and from the local data;
+revoked, it gets 401 once the host restarts (the host reads its config at start)."""
 
 import json
 from pathlib import Path
@@ -32,6 +32,7 @@ def test_a_created_key_works_shows_its_usage_and_once_revoked_is_refused(tmp_pat
             r = c.post("/embeddings", json={"input": ["Operators make keys.", "And revoke them."]})
             assert r.status_code == 200, r.text
             tokens = r.json()["usage"]["prompt_tokens"]
+            job_id = r.headers["x-inferq-job-id"]
         over_http = ["usage", "--tenant", "acme", "--from", "2000-01-01", "--granularity", "month"]
         over_http += ["--url", host.url, "--format", "json"]
 
@@ -45,6 +46,13 @@ def test_a_created_key_works_shows_its_usage_and_once_revoked_is_refused(tmp_pat
         table = inferq(*local, env=local_env)
         assert "all-MiniLM-L6-v2" in table and f"{tokens} tokens" in table
         assert inferq(*local, "--format", "csv", env=local_env).splitlines()[1].startswith("acme,")
+
+        shown = json.loads(inferq("jobs", "show", job_id, "--url", host.url, "--key", key))
+        assert shown["status"] == "succeeded" and shown["deployment"] == "all-MiniLM-L6-v2"
+        stored = json.loads(inferq("jobs", "show", job_id, env=local_env))  # the local data: any tenant's job
+        assert stored["status"] == "succeeded" and stored["tenant"] == "acme"
+        missing = runner.invoke(app, ["jobs", "show", "no-such-job", "--url", host.url, "--key", key])
+        assert missing.exit_code == 1 and "404" in missing.stderr
     finally:
         stop_host(host)
 
