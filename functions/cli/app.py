@@ -19,7 +19,7 @@ from shared.application import config_file
 from shared.bootstrap import Inferq, bootstrap
 from shared.domain import usage_report
 from shared.domain.auth import Caller
-from shared.domain.config import load_config
+from shared.domain.config import AppConfig, load_config
 from shared.domain.errors import InferqError, NotFound
 from shared.settings import Settings
 
@@ -27,6 +27,8 @@ app = typer.Typer(help="inferq operators' command line.", no_args_is_help=True, 
 keys_app = typer.Typer(help="A tenant's API keys (kept as sha256 in the config).", no_args_is_help=True)
 config_app = typer.Typer(help="The config file.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Jobs.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants in the config: budget and rate limits.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
@@ -101,14 +103,18 @@ def config_check(path: Annotated[Path | None, typer.Argument(help="default: INFE
     for d in config.deployments:
         prices = ", ".join(f"{meter}={price}" for meter, price in d.prices.items())
         deployments.add_row(d.name, d.kind.value, d.model_name, prices or "-")
+    out = _out()
+    out.print(f"{path}: valid ({len(config.admin_key_sha256)} admin key(s), currency {config.currency})")
+    for table in (endpoints, deployments, _tenants_table(config)):
+        out.print(table)
+
+
+def _tenants_table(config: AppConfig) -> Table:
     tenants = Table("tenant", "keys", "monthly budget", "requests/min", "tokens/min", title="Tenants")
     for t in config.tenants:
         budget = f"{t.monthly_budget} {config.currency}" if t.monthly_budget is not None else "-"
         tenants.add_row(t.name, str(len(t.key_sha256)), budget, _opt(t.requests_per_minute), _opt(t.tokens_per_minute))
-    out = _out()
-    out.print(f"{path}: valid ({len(config.admin_key_sha256)} admin key(s), currency {config.currency})")
-    for table in (endpoints, deployments, tenants):
-        out.print(table)
+    return tenants
 
 
 def _weights(weights: dict[str, int]) -> str:
@@ -117,6 +123,34 @@ def _weights(weights: dict[str, int]) -> str:
 
 def _opt(value: int | None) -> str:
     return "-" if value is None else str(value)
+
+
+# --- tenants -------------------------------------------------------------------------------------------------
+@tenants_app.command("add")
+def tenants_add(
+    name: Annotated[str, typer.Argument(help="The tenant's name")],
+    budget: Annotated[str | None, typer.Option(help="monthly_budget, in the config's currency")] = None,
+    rpm: Annotated[int | None, typer.Option(help="requests_per_minute (per HTTP instance)")] = None,
+    tpm: Annotated[int | None, typer.Option(help="tokens_per_minute (per HTTP instance)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Add a tenant (then `inferq keys create --tenant NAME`). A running host needs a restart."""
+    path = _config_path(config)
+    try:
+        config_file.add_tenant(path, name, monthly_budget=budget, requests_per_minute=rpm, tokens_per_minute=tpm)
+    except InferqError as exc:
+        raise _fail(exc.message) from None
+    err.print(f"added tenant {name!r} to {path} (no key yet: inferq keys create --tenant {name})", highlight=False)
+
+
+@tenants_app.command("list")
+def tenants_list(config: ConfigOpt = None) -> None:
+    """The config's tenants: keys, budget and rate limits."""
+    try:
+        loaded = load_config(_config_path(config))
+    except InferqError as exc:
+        raise _fail(exc.message, 2) from None
+    _out().print(_tenants_table(loaded))
 
 
 # --- usage and jobs ------------------------------------------------------------------------------------------

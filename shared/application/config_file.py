@@ -55,6 +55,36 @@ def revoke_key(path: Path, tenant: str, *, key: str | None = None, sha256: str |
     return digest
 
 
+def add_tenant(
+    path: Path,
+    name: str,
+    *,
+    monthly_budget: str | None = None,
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
+) -> AppConfig:
+    """Append a `[[tenants]]` table (no keys yet: `create_key` adds them); the loader checks name and limits."""
+    config = load_config(path)
+    if any(t.name.lower() == name.lower() for t in config.tenants):
+        raise InvalidInput(f"{path}: tenant {name!r} exists already.", loc=("tenant",), input=name)
+    document = tomlkit.parse(path.read_text(encoding="utf-8"))
+    tenants = document.get("tenants")
+    if not isinstance(tenants, AoT):
+        raise ConfigError(f"{path}: `tenants` must be written as [[tenants]] tables to add one here")
+    table = tomlkit.table()
+    table.trivia.indent = "\n"  # a blank line before it, as between the example's tables
+    table["name"] = name
+    table["key_sha256"] = tomlkit.array()
+    if monthly_budget is not None:
+        table["monthly_budget"] = monthly_budget  # a string: Decimal, exact, as the example config writes money
+    if requests_per_minute is not None:
+        table["requests_per_minute"] = requests_per_minute
+    if tokens_per_minute is not None:
+        table["tokens_per_minute"] = tokens_per_minute
+    tenants.append(table)
+    return write_checked(path, tomlkit.dumps(document))
+
+
 def _edit_keys(path: Path, tenant: str, change: Any) -> None:
     load_config(path)  # a broken file is reported as the host would report it, before any edit
     document = tomlkit.parse(path.read_text(encoding="utf-8"))

@@ -61,3 +61,21 @@ def test_keys_for_an_unknown_tenant_or_a_broken_config_change_nothing(tmp_path: 
     assert result.exit_code == 1 and "currency" in result.stderr
     neither = runner.invoke(app, ["keys", "revoke", "--tenant", "acme", "--config", str(config)])
     assert neither.exit_code != 0
+
+
+def test_tenants_add_appends_a_tenant_with_its_limits_and_list_shows_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml")
+    before = config.read_text()
+    added = runner.invoke(app, ["tenants", "add", "initech", "--budget", "50.00", "--rpm", "600", "-c", str(config)])
+    assert added.exit_code == 0, added.output
+    assert config.read_text().startswith(before[: before.index("[[deployments]]")])  # what was there, kept
+    tenant = load_config(config).tenant("initech")
+    assert (str(tenant.monthly_budget), tenant.requests_per_minute, tenant.key_sha256) == ("50.00", 600, ())
+    listed = runner.invoke(app, ["tenants", "list", "-c", str(config)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "initech" in listed.stdout and "50.00 USD" in listed.stdout
+
+    after = config.read_text()
+    for bad, says in ((["ACME"], "exists already"), (["x", "--budget", "lots"], "monthly_budget")):
+        result = runner.invoke(app, ["tenants", "add", *bad, "-c", str(config)])
+        assert result.exit_code == 1 and says in result.stderr
+        assert config.read_text() == after  # a refused edit changes nothing
