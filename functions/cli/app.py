@@ -17,7 +17,7 @@ from rich.table import Table
 
 from shared.application import config_file
 from shared.bootstrap import Inferq, bootstrap
-from shared.domain import usage_report
+from shared.domain import metering, usage_report
 from shared.domain.auth import Caller
 from shared.domain.config import AppConfig, load_config
 from shared.domain.errors import InferqError, NotFound
@@ -27,6 +27,8 @@ app = typer.Typer(help="inferq operators' command line.", no_args_is_help=True, 
 keys_app = typer.Typer(help="A tenant's API keys (kept as sha256 in the config).", no_args_is_help=True)
 config_app = typer.Typer(help="The config file.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Jobs.", no_args_is_help=True)
+metering_app = typer.Typer(help="Metering records (closed hours), as JSON Lines.", no_args_is_help=True)
+app.add_typer(metering_app, name="metering")
 tenants_app = typer.Typer(help="Tenants in the config: budget and rate limits.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
@@ -226,6 +228,33 @@ def usage(
         f"{body['total_tokens']} tokens, {body['total_requests']} requests: {body['total_cost']} {body['currency']}"
     )
     _out().print(table)
+
+
+@metering_app.command("export")
+def metering_export(
+    start: Annotated[str | None, typer.Option("--from", help="ISO 8601 (UTC); default: month start")] = None,
+    to: Annotated[str | None, typer.Option(help="ISO 8601, exclusive; default: now (closed hours only)")] = None,
+    tenant: Annotated[str | None, typer.Option(help="One tenant; default: all")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout")] = None,
+    url: Url = None,
+    key: Key = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Hourly metering records (GET /usage/metering); ids are deterministic, so a re-export is idempotent."""
+    if url is not None:
+        params = {name: value for name, value in (("from", start), ("to", to), ("tenant", tenant)) if value}
+        records = _get(url, key, "/usage/metering", params, "application/json").json()["records"]
+    else:
+        try:
+            records = _local(config).billing.metering_records(ADMIN, start, to, tenant)
+        except InferqError as exc:
+            raise _fail(exc.message) from None
+    lines = metering.jsonl(records)
+    if out_file is None:
+        print(lines, end="")
+        return
+    out_file.write_text(lines, encoding="utf-8")
+    err.print(f"{len(records)} records → {out_file}", highlight=False)
 
 
 @jobs_app.command("show")

@@ -17,6 +17,7 @@ Our fields → the record:
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -61,3 +62,8 @@ def record(total: UsageTotal, config: AppConfig) -> dict[str, Any]:
         "containerVersion": CONTAINER_VERSION,
         "containerId": total.tenant,
     }
+
+
+def jsonl(records: Iterable[dict[str, Any]]) -> str:
+    """The export's format (`inferq metering export`, scripts/export_metering.py): one compact record a line."""
+    return "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records)
