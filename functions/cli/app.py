@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 
 from shared.application import config_file
@@ -29,6 +30,8 @@ config_app = typer.Typer(help="The config file.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Jobs.", no_args_is_help=True)
 metering_app = typer.Typer(help="Metering records (closed hours), as JSON Lines.", no_args_is_help=True)
 app.add_typer(metering_app, name="metering")
+deadletters_app = typer.Typer(help="Usage events the billing could not take.", no_args_is_help=True)
+app.add_typer(deadletters_app, name="deadletters")
 tenants_app = typer.Typer(help="Tenants in the config: budget and rate limits.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
@@ -255,6 +258,53 @@ def metering_export(
         return
     out_file.write_text(lines, encoding="utf-8")
     err.print(f"{len(records)} records → {out_file}", highlight=False)
+
+
+@deadletters_app.command("list")
+def deadletters_list(
+    limit: Annotated[int, typer.Option(help="At most this many")] = 1000,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    config: ConfigOpt = None,
+) -> None:
+    """Dead-lettered usage events (with why), and how many batches are kept for replay (local data)."""
+    billing = _local(config).billing
+    letters, kept = billing.dead_letters(limit), billing.kept_batches(limit)
+    if fmt == "json":
+        print(json.dumps({"dead_letters": [vars(letter) for letter in letters], "kept_batches": kept}, indent=2))
+        return
+    table = Table("key", "time", "reason", "body", title=f"{len(letters)} dead-lettered usage event(s)")
+    for letter in letters:
+        table.add_row(letter.key, letter.time, letter.reason, letter.body)
+    table.caption = f"{len(kept)} batch(es) kept for replay while the ledger was unavailable"
+    _out().print(table)
+
+
+@deadletters_app.command("replay")
+def deadletters_replay(
+    limit: Annotated[int, typer.Option(help="At most this many dead letters")] = 1000,
+    config: ConfigOpt = None,
+) -> None:
+    """Bill the kept batches, then every dead letter that is now a valid event (once: the ledger dedupes by id);
+    the others stay, with their reason. Exit 1 if any stay."""
+    billing = _local(config).billing
+    kept = billing.replay_kept_usage()
+    done = f"{kept.batches} billed ({kept.billed} events, {kept.duplicates} duplicates)"
+    err.print(f"kept batches: {done}, {kept.left} left")
+    billed = duplicates = requeued = 0
+    invalid: list[tuple[str, str]] = []
+    for letter in track(billing.dead_letters(limit), description="replaying dead letters", console=err):
+        result = billing.replay_dead_letter(letter)
+        if result.invalid:
+            invalid.append((letter.key, result.invalid))
+        billed += result.outcome.billed
+        duplicates += result.outcome.duplicates
+        requeued += result.outcome.kept_for_replay
+    counts = f"{billed} billed, {duplicates} duplicates, {requeued} kept for replay"
+    err.print(f"dead letters: {counts}, {len(invalid)} stay")
+    for key, reason in invalid:
+        err.print(f"  {key}: {reason}", markup=False, highlight=False)
+    if invalid or kept.left:
+        raise typer.Exit(1)
 
 
 @jobs_app.command("show")
