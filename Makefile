@@ -16,7 +16,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	rm -f $(VENV)/.stamp-* && touch $@
 
-install: $(STAMP)
+# The `inferq` console script (functions/cli): this checkout installed in editable mode, without its dependencies
+# (requirements-dev.txt has them); redone when pyproject.toml changes.
+$(BIN)/inferq: pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(STAMP) $(BIN)/inferq
 
 $(NODE_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "Node.js and npm are required (Azurite, for the Azure adapter tests)"; exit 1; }

@@ -3,6 +3,7 @@
 Reads the ledger the settings point at (INFERQ_CONFIG, INFERQ_DATA_DIR, INFERQ_BACKEND). Closed hours only;
 record ids are deterministic, so exporting a range again is idempotent for a consumer that upserts by id.
     .venv/bin/python -m scripts.export_metering [--from 2024-05-01] [--to 2024-06-01] [--tenant acme] [--out FILE]
+The same as `inferq metering export`, which can also ask a running deployment (--url).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except InferqError as exc:
         print(f"export_metering: {exc.message}", file=sys.stderr)
         return 2
-    lines = "".join(metering.to_json(record) + "\n" for record in records)
+    lines = metering.jsonl(records)
     if args.out:
         args.out.write_text(lines, encoding="utf-8")
         print(f"{len(records)} records → {args.out}", file=sys.stderr)

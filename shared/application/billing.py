@@ -47,6 +47,15 @@ class Billing:
         """Bill the usage batches the consumer kept while the ledger was unavailable."""
         return usage_ingest.replay(self.ledger, self.blobs)
 
+    def dead_letters(self, limit: int = 1000) -> list[usage_ingest.DeadLetter]:
+        return usage_ingest.dead_letters(self.blobs, limit)
+
+    def kept_batches(self, limit: int = 1000) -> list[str]:
+        return usage_ingest.kept_batches(self.blobs, limit)
+
+    def replay_dead_letter(self, letter: usage_ingest.DeadLetter) -> usage_ingest.LetterOutcome:
+        return usage_ingest.replay_dead_letter(self.ledger, self.blobs, letter)
+
     def usage_report(
         self, caller: Caller, start: str | None, end: str | None, granularity: str, tenant: str | None = None
     ) -> usage_report.UsageReport:

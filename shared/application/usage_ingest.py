@@ -97,6 +97,55 @@ def replay(ledger: UsageLedger, blobs: BlobStore, limit: int = 100) -> ReplayOut
     return ReplayOutcome(batches, billed, duplicates, left)
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    key: str
+    reason: str
+    body: str
+    time: str = ""
+
+
+@dataclass(frozen=True)
+class LetterOutcome:
+    """What replaying one dead letter did: billed (or a duplicate, or kept for replay), else why it stays."""
+
+    outcome: BatchOutcome = BatchOutcome()
+    invalid: str = ""  # still not a valid event: the reason; the dead letter stays
+
+
+def dead_letters(blobs: BlobStore, limit: int = 1000) -> list[DeadLetter]:
+    """The dead-lettered usage events, oldest first, for an operator to read (`inferq deadletters list`)."""
+    letters = []
+    for key in blobs.list_keys(DEAD_LETTER_PREFIX, limit):
+        try:
+            data = blobs.get(key)
+        except NotFound:
+            continue  # replayed meanwhile
+        try:
+            record = json.loads(data)
+            letters.append(DeadLetter(key, str(record["reason"]), str(record["body"]), str(record.get("time", ""))))
+        except (ValueError, KeyError, TypeError):
+            letters.append(DeadLetter(key, "not a dead-letter record", _text(data)))
+    return letters
+
+
+def kept_batches(blobs: BlobStore, limit: int = 1000) -> list[str]:
+    """The keys of the batches kept while the ledger was unavailable, which `replay` bills."""
+    return blobs.list_keys(REPLAY_PREFIX, limit)
+
+
+def replay_dead_letter(ledger: UsageLedger, blobs: BlobStore, letter: DeadLetter) -> LetterOutcome:
+    """Bill a dead letter whose body is now a valid event (fixed by hand, or refused by an older check), once: the
+    ledger dedupes by event id. Billed or kept for replay, its blob is deleted; still invalid, it stays."""
+    try:
+        event = UsageEvent.model_validate_json(letter.body)
+    except ValidationError as exc:
+        return LetterOutcome(invalid=_reason(exc))
+    outcome = _bill(ledger, blobs, [event], 1, 0, time.sleep)  # not billed: kept for replay (or it raises)
+    blobs.delete(letter.key)
+    return LetterOutcome(outcome)
+
+
 def dead_letter(blobs: BlobStore, reason: str, body: str) -> None:
     try:
         _put(blobs, DEAD_LETTER_PREFIX, {"reason": reason, "body": body})

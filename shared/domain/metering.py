@@ -83,3 +83,9 @@ def to_json(value: Any) -> str:
 
     text = json.dumps(value, default=number, separators=(",", ":"), ensure_ascii=False)
     return re.sub(f'"{marker}(\\d+)"', lambda m: numbers[int(m.group(1))], text)
+
+
+def jsonl(records: Iterable[dict[str, Any]]) -> str:
+    """The export's format (`inferq metering export`, scripts/export_metering.py): one compact record a line, with
+    `to_json`'s exact numbers."""
+    return "".join(to_json(record) + "\n" for record in records)

@@ -1,0 +1,3 @@
+from functions.cli.app import main
+
+raise SystemExit(main())
