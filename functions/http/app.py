@@ -113,7 +113,8 @@ def create_app() -> FastAPI:
     api.add_exception_handler(Exception, errors.on_unexpected)
     for r in (router, routes_chat.router, routes_azure.router, routes_score.router, routes_usage.router):
         api.include_router(r)
-        api.include_router(r, prefix="/v1")  # an OpenAI `base_url` ending in /v1 (what most client code has)
+        # An OpenAI `base_url` ending in /v1 (what most client code has); the schema lists each route once.
+        api.include_router(r, prefix="/v1", include_in_schema=False)
     api.include_router(routes_docs.router)
     api.include_router(routes_docs.router, prefix="/v1")
     return api
