@@ -10,7 +10,8 @@ import openai
 import pytest
 from openai import AzureOpenAI, OpenAI
 
-from tests.conftest import KEYS, RunningHost
+from tests.conftest import KEYS, RunningHost, start_host, stop_host, write_config
+from tests.e2e.test_endpoints import ENDPOINTS
 
 pytestmark = pytest.mark.e2e
 EMBED = "all-MiniLM-L6-v2"
@@ -30,6 +31,15 @@ def azure(host: RunningHost) -> Iterator[AzureOpenAI]:
 def v1(host: RunningHost) -> Iterator[OpenAI]:
     with OpenAI(base_url=f"{host.url}/v1", api_key=KEYS["acme"], max_retries=0) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def endpoints_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
+    """Endpoints "embed" (minilm-blue/green, mirrored to minilm-shadow) and "chat" (tiny-a/b)."""
+    tmp = tmp_path_factory.mktemp("azure-endpoints")
+    running = start_host(tmp, env={"INFERQ_ROUTING_SEED": "7"}, config=write_config(tmp / "e.toml", after=ENDPOINTS))
+    yield running
+    stop_host(running)
 
 
 def native_embeddings(host: RunningHost) -> dict:
@@ -104,3 +114,21 @@ def test_a_model_is_retrieved_by_its_id(host: RunningHost, v1: OpenAI) -> None:
     assert "Unknown model 'nope'" in missing.json()["error"]["message"]
     with pytest.raises(openai.NotFoundError):
         v1.models.retrieve("nope")
+
+
+def test_the_deployment_path_names_an_endpoint_or_a_deployment_behind_one(endpoints_host: RunningHost) -> None:
+    def served(client: AzureOpenAI, model: str, **create: object) -> tuple[str, str]:
+        api = client.embeddings if "input" in create else client.chat.completions
+        raw = api.with_raw_response.create(model=model, **create)  # type: ignore[attr-defined]
+        with endpoints_host.client() as c:
+            job = c.get(f"/jobs/{raw.headers['x-inferq-job-id']}").json()
+        assert raw.headers["azureml-model-deployment"] == job["deployment"]
+        return job["endpoint"], job["deployment"]
+
+    url, key = endpoints_host.url, KEYS["acme"]
+    with AzureOpenAI(azure_endpoint=url, api_key=key, api_version=API_VERSION, max_retries=0) as client:
+        by_endpoint = {served(client, "embed", input="x") for _ in range(12)}
+        pinned = {served(client, "MINILM-green", input="x") for _ in range(4)}
+        chat = served(client, "tiny-b", messages=STORY, max_tokens=2)
+    assert by_endpoint == {("embed", "minilm-blue"), ("embed", "minilm-green")}  # the traffic split
+    assert pinned == {("embed", "minilm-green")} and chat == ("chat", "tiny-b")
