@@ -33,8 +33,9 @@ def test_a_scoring_script_serves_score_and_its_exception_fails_the_job_with_the_
         assert failed.json()["job"]["status"] == "failed"
         assert failed.headers["azureml-model-deployment"] == "linear-scorer"
 
-        assert c.post("/score", json={"data": [[1, 2, 3]]}).status_code == 422  # the default endpoint embeds
-        assert c.post("/embeddings", json={"input": "x", "model": "linear-scorer"}).status_code == 422
+        unnamed = c.post("/score", json={"data": [[1, 2, 3]]})  # the first scoring deployment, not the default
+        assert unnamed.status_code == 200 and unnamed.headers["azureml-model-deployment"] == "linear-scorer"
+        assert c.post("/embeddings", json={"input": "x", "model": "linear-scorer"}).status_code == 404  # modality
         assert c.post("/score", json={"model": "nope", "data": []}).status_code == 404
 
 
