@@ -9,13 +9,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from functions.http import errors, routes_chat, routes_docs, routes_score, routes_usage
+from functions.http import errors, routes_azure, routes_chat, routes_docs, routes_score, routes_usage
 from functions.http.body import StrictJsonRoute
 from functions.http.body_limit import BodyLimitMiddleware
 from functions.http.deps import Auth, DeploymentHeader, Extra, Gate
 from functions.http.headers import ResponseHeadersMiddleware, note_route
 from functions.http.jobs import job_response, submit_and_respond
+from shared.application.gateway import Gateway
 from shared.bootstrap import get_app
+from shared.domain.config import Deployment, Endpoint
 from shared.domain.errors import InferqError
 from shared.runtimes import embeddings
 from shared.schemas.embeddings import EmbeddingsRequest
@@ -37,31 +39,38 @@ async def ready() -> Response:
         return JSONResponse({"status": "ready", "components": state.components})
     failing = ", ".join(f"{name} ({state.components[name]})" for name in state.failing)
     body = errors.error_body("NotReady", f"Not ready: {failing}.")
-    return JSONResponse({**body, "components": state.components}, 503, headers={"Retry-After": "5"})
+    return errors.error_response({**body, "components": state.components}, 503, {"Retry-After": "5"})
 
 
 @router.get("/info")
 def info(gw: Gate, _: Auth, model: str | None = None, header: DeploymentHeader = None) -> dict[str, str]:
     d = gw.describe(model, header)
-    return {"model_name": d.model_name, "model_type": d.kind.value, "model_provider_name": d.model_provider}
+    return {"model_name": d.model_name, "model_type": d.kind.model_type, "model_provider_name": d.model_provider}
 
 
 @router.get("/models")
 def models(gw: Gate, _: Auth) -> dict[str, Any]:
     """The endpoints: what clients pass as `model`."""
-    data = [
-        {
-            "id": endpoint.name,
-            "object": "model",
-            "created": 0,
-            "owned_by": d.model_provider,
-            "model_type": d.kind.value,
-            "description": endpoint.description or d.description,
-            **_availability(gw.registry.unavailable(d)),
-        }
-        for endpoint, d in gw.endpoints()
-    ]
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [_model(gw, endpoint, d) for endpoint, d in gw.endpoints()]}
+
+
+@router.get("/models/{model_id}")
+def get_model(model_id: str, gw: Gate, _: Auth) -> dict[str, Any]:
+    """One endpoint, as `/models` lists it (OpenAI's `models.retrieve`); 404 naming the known ones."""
+    endpoint = gw.router.endpoint(model_id)
+    return _model(gw, endpoint, gw.describe(endpoint.name, None))
+
+
+def _model(gw: Gateway, endpoint: Endpoint, d: Deployment) -> dict[str, Any]:
+    return {
+        "id": endpoint.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": d.model_provider,
+        "model_type": d.kind.model_type,
+        "description": endpoint.description or d.description,
+        **_availability(gw.registry.unavailable(d)),
+    }
 
 
 def _availability(reason: str | None) -> dict[str, Any]:
@@ -102,8 +111,12 @@ def create_app() -> FastAPI:
     api.add_exception_handler(RequestValidationError, errors.on_validation_error)
     api.add_exception_handler(HTTPException, errors.on_http_error)
     api.add_exception_handler(Exception, errors.on_unexpected)
-    for r in (router, routes_chat.router, routes_score.router, routes_usage.router, routes_docs.router):
+    for r in (router, routes_chat.router, routes_azure.router, routes_score.router, routes_usage.router):
         api.include_router(r)
+        # An OpenAI `base_url` ending in /v1 (what most client code has); the schema lists each route once.
+        api.include_router(r, prefix="/v1", include_in_schema=False)
+    api.include_router(routes_docs.router)
+    api.include_router(routes_docs.router, prefix="/v1")
     return api
 
 

@@ -62,7 +62,11 @@ async def _too_large(send: Send, limit: int) -> None:
         {
             "type": "http.response.start",
             "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-ms-error-code", b"PayloadTooLarge"),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

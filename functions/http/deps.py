@@ -33,11 +33,12 @@ async def caller(
 
 
 async def extra_mode(extra: Annotated[str, Header(alias="extra-parameters")] = "error") -> ExtraMode:
-    if extra not in ("error", "drop", "pass-through"):
+    mode = extra.lower()  # header values are matched case-insensitively, as Azure's front ends do
+    if mode not in ("error", "drop", "pass-through"):
         raise InvalidInput(
             "extra-parameters must be error, drop or pass-through", loc=("header", "extra-parameters"), input=extra
         )
-    return cast(ExtraMode, extra)
+    return cast(ExtraMode, mode)
 
 
 Gate = Annotated[Gateway, Depends(gateway)]

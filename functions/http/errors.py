@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
@@ -52,6 +53,17 @@ def status_of(exc: errors.InferqError) -> int:
     return 500
 
 
+ERROR_CODE_HEADER = "x-ms-error-code"  # the code Azure clients read without parsing the body
+VALIDATION_CODE = errors.InvalidInput.code  # the code of a 422 in the `detail` shape, which has no `error.code`
+
+
+def error_response(body: dict[str, Any], status: int, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """An error response: the body's `error.code` (or the validation code) also as the `x-ms-error-code` header."""
+    error = body.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return JSONResponse(body, status, headers={**(headers or {}), ERROR_CODE_HEADER: str(code or VALIDATION_CODE)})
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
@@ -66,7 +78,7 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, errors.InvalidInput):
         body = validation_body(exc.loc, exc.message, "invalid_parameter", exc.input)
-        return JSONResponse(_jsonable(body), status)
+        return error_response(_jsonable(body), status)
     if isinstance(exc, errors.QuotaExceeded):
         headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, errors.RateLimited):  # what OpenAI clients read to back off
@@ -76,13 +88,13 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = "1"
     elif isinstance(exc, errors.AuthError):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(_jsonable(error_body(exc.code, exc.message)), status, headers=headers)
+    return error_response(_jsonable(error_body(exc.code, exc.message)), status, headers)
 
 
 async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = [_not_json(e, exc.body) if e.get("type") == "json_invalid" else _detail(e) for e in exc.errors()]
-    return JSONResponse({"detail": _jsonable(detail)}, 422)
+    return error_response({"detail": _jsonable(detail)}, 422)
 
 
 def _detail(error: dict[str, Any]) -> dict[str, Any]:
@@ -103,12 +115,12 @@ def _not_json(error: dict[str, Any], doc: Any) -> dict[str, Any]:
 async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(exc.status_code, "BadRequest")
-    return JSONResponse(_jsonable(error_body(code, str(exc.detail))), exc.status_code, headers=exc.headers)
+    return error_response(_jsonable(error_body(code, str(exc.detail))), exc.status_code, exc.headers)
 
 
 async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
-    return JSONResponse(error_body("InternalError", "The server failed to handle the request."), 500)
+    return error_response(error_body("InternalError", "The server failed to handle the request."), 500)
 
 
 def _jsonable(value: Any, depth: int = 0) -> Any:

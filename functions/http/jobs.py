@@ -6,7 +6,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from functions.http.errors import job_status, validation_body
+from functions.http.errors import error_response, job_status, validation_body
 from functions.http.headers import DEPLOYMENT_HEADER, note, rate_headers
 from shared.application.gateway import Gateway, Submitted
 from shared.domain.auth import Caller
@@ -66,4 +66,5 @@ def job_response(job: Job, status: int) -> JSONResponse:
             body = {**validation_body(("body",), error.message, "invalid_parameter", None), "job": body}
         else:
             body = {"error": error.model_dump(), "job": body}
+        return error_response(body, status, job_headers(job))
     return JSONResponse(body, status, headers=job_headers(job))

@@ -8,6 +8,7 @@ from functions.http.deps import Auth, DeploymentHeader, Extra, Gate
 from functions.http.headers import note_route
 from functions.http.jobs import submit_and_respond
 from functions.http.sse import stream_job
+from shared.domain.routing import Route
 from shared.runtimes import chat
 from shared.schemas.chat import ChatCompletionsRequest, CompletionsRequest
 
@@ -18,20 +19,17 @@ router = APIRouter(route_class=StrictJsonRoute)
 async def chat_completions(
     body: ChatCompletionsRequest, request: Request, gw: Gate, who: Auth, extra: Extra, header: DeploymentHeader = None
 ) -> Response:
-    return await _complete(body, request, gw, who, extra, header)
+    return await complete(gw.route(body.model, header, chat.KIND), body, request, gw, who, extra)
 
 
 @router.post("/completions")
 async def completions(
     body: CompletionsRequest, request: Request, gw: Gate, who: Auth, extra: Extra, header: DeploymentHeader = None
 ) -> Response:
-    return await _complete(body, request, gw, who, extra, header)
+    return await complete(gw.route(body.model, header, chat.KIND), body, request, gw, who, extra)
 
 
-async def _complete(
-    body: chat.Request, request: Request, gw: Gate, who: Auth, extra: Extra, header: str | None
-) -> Response:
-    route = gw.route(body.model, header, chat.KIND)
+async def complete(route: Route, body: chat.Request, request: Request, gw: Gate, who: Auth, extra: Extra) -> Response:
     note_route(request, route)
     if body.stream:
         return await stream_job(gw, who, route, body, extra, request)

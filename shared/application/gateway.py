@@ -90,6 +90,10 @@ class Gateway:
         """The deployment that serves a request to endpoint `model` (and the mirrors that get a copy)."""
         return self.router.route(model, header, kind.kind if kind is not None else None)
 
+    def route_named(self, name: str, header: str | None, kind: Kind[Any]) -> Route:
+        """The route for the endpoint or deployment an Azure OpenAI path names."""
+        return self.router.route_named(name, header, kind.kind)
+
     def describe(self, model: str | None, header: str | None) -> Deployment:
         return self.router.describe(model, header)
 

@@ -35,6 +35,15 @@ class RunnerKind(StrEnum):
     CHAT = "chat-completion"
     SCORE = "score"  # a user's scoring script with init() and run(raw_data), as on Azure ML
 
+    @property
+    def model_type(self) -> str:
+        """What `/info` and `/models` answer: the azure-ai-inference SDK's `ModelType` values. A scoring script's
+        input and output are its own, which none of them describes: it answers its kind, "score"."""
+        return _MODEL_TYPES[self]
+
+
+_MODEL_TYPES = {RunnerKind.EMBEDDINGS: "embeddings", RunnerKind.CHAT: "chat_completion", RunnerKind.SCORE: "score"}
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

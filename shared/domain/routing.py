@@ -1,5 +1,6 @@
-"""Routing a request: `model` names an endpoint (the default one when absent); the `azureml-model-deployment`
-header picks a deployment behind it, or else the traffic weights do; mirrored deployments get a copy.
+"""Routing a request: `model` names an endpoint (when absent, the first one of the route's kind); the
+`azureml-model-deployment` header picks a deployment behind it, or else the traffic weights do; mirrored
+deployments get a copy.
 
 The random draws come from an injected `random.Random`, so tests can seed them. A request that names its
 deployment by header is not mirrored (as on Azure ML: it is a test of that deployment, not live traffic).
@@ -12,7 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from shared.domain.config import AppConfig, Deployment, Endpoint, RunnerKind
-from shared.domain.errors import InvalidInput, NotFound
+from shared.domain.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ class Router:
         return owner.name if owner is not None else deployment
 
     def route(self, model: str | None, header: str | None, kind: RunnerKind | None = None) -> Route:
-        endpoint = self.endpoint(model)
-        self._check_kind(endpoint, kind, model)
+        endpoint = self._default_of(kind) if model is None and kind is not None else self.endpoint(model)
+        self._check_kind(endpoint, kind)
         if header:
             return Route(endpoint, self._pinned(endpoint, header), pinned=True)
         with self._lock:
@@ -64,6 +65,14 @@ class Router:
             if mirror_draw < share
         )
         return Route(endpoint, self._pick(endpoint, draw), mirrors)
+
+    def route_named(self, name: str, header: str | None, kind: RunnerKind) -> Route:
+        """A route for the name in an Azure OpenAI path (`/openai/deployments/{name}/...`), which names an endpoint
+        (the header may then pick its deployment) or a deployment behind one (pinned, as by the header)."""
+        owner = self._owner.get(name.lower())
+        if name.lower() not in self._by_name and owner is not None:
+            return self.route(owner.name, name, kind)
+        return self.route(name, header, kind)
 
     def describe(self, model: str | None, header: str | None) -> Deployment:
         """The deployment `/info` describes: the header's, or the one with the most traffic."""
@@ -92,9 +101,20 @@ class Router:
             f"(its deployments: {', '.join(endpoint.deployment_names)})."
         )
 
-    def _check_kind(self, endpoint: Endpoint, kind: RunnerKind | None, model: str | None) -> None:
-        actual = self._deployments[endpoint.primary().lower()].kind  # an endpoint's deployments share a kind
+    def _kind(self, endpoint: Endpoint) -> RunnerKind:
+        return self._deployments[endpoint.primary().lower()].kind  # an endpoint's deployments share a kind
+
+    def _default_of(self, kind: RunnerKind) -> Endpoint:
+        """The first endpoint of the route's kind: a request without `model` means the one model of its kind."""
+        found = next((e for e in self.endpoints if self._kind(e) is kind), None)
+        if found is None:
+            raise NotFound(f"No model of type {kind.model_type} is deployed here.")
+        return found
+
+    def _check_kind(self, endpoint: Endpoint, kind: RunnerKind | None) -> None:
+        """A modality the model doesn't serve is a 404, as the Azure AI Model Inference reference answers."""
+        actual = self._kind(endpoint)
         if kind is not None and actual is not kind:
-            raise InvalidInput(
-                f"Model '{endpoint.name}' is a {actual} model, not {kind}.", loc=("body", "model"), input=model
+            raise NotFound(
+                f"Model '{endpoint.name}' is of type {actual.model_type}; this route serves {kind.model_type} models."
             )

@@ -185,16 +185,17 @@ def test_the_sdk_sees_the_422_too(host: RunningHost, azure_chat: ChatCompletions
     assert caught.value.status_code == 422
 
 
-def test_deployments_of_the_other_kind_are_rejected_and_info_says_chat(host: RunningHost) -> None:
+def test_deployments_of_the_other_kind_are_404_and_info_says_chat(host: RunningHost) -> None:
     with host.client() as c:
-        assert detail(c.post("/embeddings", json={"model": MODEL, "input": "x"}))["loc"] == ["body", "model"]
-        assert detail(c.post("/chat/completions", json={"model": "all-MiniLM-L6-v2", "messages": STORY}))["loc"] == [
-            "body",
-            "model",
-        ]
-        assert detail(c.post("/completions", json={"prompt": "x"}))["loc"] == ["body", "model"]  # default: embeddings
+        embed = c.post("/embeddings", json={"model": MODEL, "input": "x"})
+        chat = c.post("/chat/completions", json={"model": "all-MiniLM-L6-v2", "messages": STORY})
         info = c.get("/info", params={"model": MODEL}).json()
-    assert info == {"model_name": MODEL, "model_type": "chat-completion", "model_provider_name": "inferq"}
+    assert embed.status_code == chat.status_code == 404
+    assert chat.json()["error"] == {
+        "code": "NotFound",
+        "message": "Model 'all-MiniLM-L6-v2' is of type embeddings; this route serves chat_completion models.",
+    }
+    assert info == {"model_name": MODEL, "model_type": "chat_completion", "model_provider_name": "inferq"}
 
 
 def test_two_concurrent_generations_both_complete_correctly(host: RunningHost) -> None:

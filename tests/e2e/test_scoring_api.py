@@ -35,7 +35,8 @@ def test_a_scoring_script_serves_score_and_its_exception_fails_the_job_with_the_
 
         only = c.post("/score", json={"data": [[1, 2, 3]]})  # no model: the only scoring endpoint
         assert only.status_code == 200 and only.json() == {"predictions": [4.75]}
-        assert c.post("/embeddings", json={"input": "x", "model": "linear-scorer"}).status_code == 422
+        assert only.headers["azureml-model-deployment"] == "linear-scorer"
+        assert c.post("/embeddings", json={"input": "x", "model": "linear-scorer"}).status_code == 404  # modality
         assert c.post("/score", json={"model": "nope", "data": []}).status_code == 404
 
 

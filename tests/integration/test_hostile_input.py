@@ -32,13 +32,16 @@ def client(service: Inferq) -> Iterator[TestClient]:
 
 
 def assert_envelope(r: httpx.Response) -> dict[str, Any]:
-    """A 4xx in one of the two documented shapes: 422 `detail` (what the SDKs parse) or `error` {code, message}."""
+    """A 4xx in one of the two documented shapes: 422 `detail` (what the SDKs parse) or `error` {code, message};
+    either way with the code in `x-ms-error-code` too (InvalidInput for the `detail` shape)."""
     assert 400 <= r.status_code < 500, (r.status_code, r.text[:500])
     body = r.json()
     if r.status_code == 422:
         assert body["detail"] and all({"loc", "msg", "type", "input"} <= set(d) for d in body["detail"]), body
+        assert r.headers["x-ms-error-code"] == "InvalidInput", r.headers
     else:
         assert {"code", "message"} <= set(body["error"]), body
+        assert r.headers["x-ms-error-code"] == body["error"]["code"], r.headers
     return body
 
 

@@ -51,10 +51,10 @@ def test_it_is_served_from_the_built_folder_and_listed_available(smollm2_host: R
     with smollm2_host.client() as c:
         models = {m["id"]: m for m in c.get("/models").json()["data"]}
         info = c.get("/info", params={"model": MODEL}).json()
-    assert models[MODEL]["available"] is True and models[MODEL]["model_type"] == "chat-completion"
+    assert models[MODEL]["available"] is True and models[MODEL]["model_type"] == "chat_completion"
     assert info == {
         "model_name": "SmolLM2-135M-Instruct",
-        "model_type": "chat-completion",
+        "model_type": "chat_completion",
         "model_provider_name": "HuggingFaceTB",
     }
     assert (SMOLLM2_DIR / "manifest.json").is_file()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.domain.config import AppConfig, RunnerKind, load_config
-from shared.domain.errors import InvalidInput, NotFound
+from shared.domain.errors import NotFound
 from shared.domain.routing import Router
 from tests.conftest import write_config
 from tests.unit.test_endpoints_config import BLUE_GREEN, config_with
@@ -74,12 +74,36 @@ def test_model_names_the_endpoint_and_defaults_to_the_first(config: AppConfig) -
     router = Router(config)
     default = router.route(None, None, RunnerKind.EMBEDDINGS)
     assert (default.endpoint.name, default.deployment.name) == ("all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
-    with pytest.raises(InvalidInput) as wrong_kind:
-        router.route("embed", None, RunnerKind.CHAT)
-    assert wrong_kind.value.loc == ("body", "model")
+    with pytest.raises(NotFound, match="'embed' is of type embeddings; this route serves chat_completion models"):
+        router.route("embed", None, RunnerKind.CHAT)  # a modality the model doesn't serve: 404, as the reference
     assert router.describe("embed", None).name == "minilm-blue"  # /info: the deployment with the most traffic
     assert router.describe("embed", "minilm-green").name == "minilm-green"
     assert router.endpoint_of("MINILM-shadow") == "embed" and router.endpoint_of("gone") == "gone"
+
+
+def test_without_model_a_route_goes_to_the_first_endpoint_of_its_kind(tmp_path: Path) -> None:
+    router = Router(load_config(write_config(tmp_path / "plain.toml")))  # the first endpoint serves embeddings
+    assert router.route(None, None, RunnerKind.CHAT).deployment.name == "tiny-random-chat"
+    assert router.route(None, None, RunnerKind.SCORE).deployment.name == "linear-scorer"
+    assert router.route(None, None, RunnerKind.EMBEDDINGS).deployment.name == "all-MiniLM-L6-v2"
+    full = load_config(write_config(tmp_path / "e.toml"))
+    embedders = [d for d in full.deployments if d.kind is RunnerKind.EMBEDDINGS]
+    only_embeddings = Router(full.model_copy(update={"deployments": embedders}))
+    with pytest.raises(NotFound, match="No model of type chat_completion is deployed here"):
+        only_embeddings.route(None, None, RunnerKind.CHAT)
+
+
+def test_an_azure_openai_path_names_an_endpoint_or_a_deployment_behind_one(config: AppConfig) -> None:
+    router = Router(config, random.Random(0))
+    pinned = router.route_named("MINILM-green", None, RunnerKind.EMBEDDINGS)
+    assert (pinned.endpoint.name, pinned.deployment.name, pinned.pinned) == ("embed", "minilm-green", True)
+    weighted = {router.route_named("embed", None, RunnerKind.EMBEDDINGS).deployment.name for _ in range(200)}
+    assert weighted == {"minilm-blue", "minilm-green"}
+    assert router.route_named("embed", "minilm-green", RunnerKind.EMBEDDINGS).deployment.name == "minilm-green"
+    with pytest.raises(NotFound, match="Unknown model 'nope'"):
+        router.route_named("nope", None, RunnerKind.EMBEDDINGS)
+    with pytest.raises(NotFound, match="is of type embeddings"):
+        router.route_named("minilm-blue", None, RunnerKind.CHAT)
 
 
 def test_without_endpoints_every_deployment_is_reached_by_its_own_name(tmp_path: Path) -> None:
