@@ -57,7 +57,7 @@ class ScriptedRunner:
     def context_length(self) -> int:
         return self._context_length
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> np.ndarray:
+    def encode_chat(self, messages: Sequence[dict[str, str]], tools: Sequence[dict[str, Any]] = ()) -> np.ndarray:
         self.messages = messages
         return np.zeros(self.prompt_tokens, dtype=np.int32)
 
@@ -84,10 +84,24 @@ def loc_of(call: Any) -> list[Any]:
     ("fields", "loc"),
     [
         ({"n": 2}, ["body", "n"]),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, ["body", "tools"]),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}] * 2}, ["body", "tools"]),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+            ["body", "tools", 0, "function", "parameters"],
+        ),
         ({"tool_choice": "required"}, ["body", "tool_choice"]),
-        ({"response_format": {"type": "json_object"}}, ["body", "response_format"]),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, ["body", "response_format"]),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            ["body", "tool_choice"],
+        ),
+        ({"response_format": {"type": "json_schema"}}, ["body", "response_format", "json_schema"]),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": []}}},
+            ["body", "response_format", "json_schema"],
+        ),
         ({"max_tokens": 41}, ["body", "max_tokens"]),
         ({"max_completion_tokens": 41}, ["body", "max_completion_tokens"]),
         ({"stop": ["a", ""]}, ["body", "stop"]),

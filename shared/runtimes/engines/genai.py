@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from shared.domain.errors import ConfigError, ModelError
+from shared.domain.errors import ConfigError, InvalidInput, ModelError
 
 if TYPE_CHECKING:
     import onnxruntime_genai
@@ -29,6 +29,10 @@ class GenerationOptions:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     stop: tuple[str, ...] = ()
+    # Constrained decoding (llguidance): (type, data), e.g. ("json_schema", schema text); `guided_by` is the request
+    # parameter it comes from, named when the model can't enforce it.
+    guidance: tuple[str, str] | None = None
+    guided_by: str = "response_format"
 
 
 @dataclass(frozen=True)
@@ -84,13 +88,18 @@ class GenerationRunner:
         with self._lock:
             self._og = self._tokenizer = self._model = None
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> np.ndarray:
-        """Token ids of the messages rendered with the model folder's chat template (generation prompt added)."""
+    def encode_chat(self, messages: Sequence[dict[str, str]], tools: Sequence[dict[str, Any]] = ()) -> np.ndarray:
+        """Token ids of the messages rendered with the model folder's chat template (generation prompt added);
+        `tools` reach templates that render them."""
         self.load()
         assert self._tokenizer is not None
         with self._lock:  # tokenizing is quick; one at a time keeps the shared tokenizer safe
             try:
-                prompt = self._tokenizer.apply_chat_template(json.dumps(list(messages)), add_generation_prompt=True)
+                prompt = self._tokenizer.apply_chat_template(
+                    json.dumps(list(messages)),
+                    tools=json.dumps(list(tools)) if tools else None,
+                    add_generation_prompt=True,
+                )
             except Exception as exc:
                 raise ModelError(f"the chat template failed: {exc}") from exc
             return np.asarray(self._tokenizer.encode(prompt), dtype=np.int32)
@@ -122,9 +131,14 @@ class GenerationRunner:
         try:
             params = og.GeneratorParams(model)
             params.set_search_options(**search)
+            if options.guidance is not None:
+                params.set_guidance(*options.guidance)
             generator = og.Generator(model, params)
             generator.append_tokens(input_ids)
         except Exception as exc:
+            if options.guidance is not None and "grammar" in str(exc).lower():  # llguidance refused the schema
+                name = options.guided_by
+                raise InvalidInput(f"'{name}' can't be enforced on this model: {exc}", loc=("body", name)) from exc
             raise ModelError(f"generation failed to start: {exc}") from exc
         return Generation(generator, tokenizer.create_stream(), len(input_ids), options, self.limits)
 
