@@ -468,7 +468,12 @@ def estimate(deployment: Deployment, payload: dict[str, Any]) -> int:
         prompt = sum(token_bound(p) for p in (prompts if isinstance(prompts, list) else [prompts]))
     else:
         messages = payload.get("messages") or []
-        prompt = sum(token_bound(_text(m.get("content"))) + TEMPLATE_TOKENS for m in messages if isinstance(m, dict))
+        prompt = sum(
+            token_bound(_text(m.get("content")) + (json.dumps(m["tool_calls"]) if m.get("tool_calls") else ""))
+            + TEMPLATE_TOKENS
+            for m in messages
+            if isinstance(m, dict)
+        )
     limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or deployment.max_tokens
     return prompt + min(int(limit), deployment.max_tokens)
 

@@ -192,6 +192,8 @@ def test_tool_choice_none_and_auto_answer_in_text_when_the_model_does_not_call(o
         ({"tool_choice": "required"}, ["body", "tool_choice"]),
         ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, ["body", "tool_choice"]),
         ({"tools": [TOOLS[0], TOOLS[0]]}, ["body", "tools"]),
+        ({"messages": [{"role": "tool", "content": "21"}]}, ["body", "messages", 0]),
+        ({"messages": [{"role": "user"}]}, ["body", "messages", 0]),
     ],
 )
 def test_malformed_structure_is_a_422_naming_the_parameter(
@@ -239,3 +241,18 @@ def test_structured_outputs_and_tool_calls_are_billed_as_any_chat(host: RunningH
     got = lines()
     assert got["input_tokens"]["tokens"] == told["prompt_tokens"]
     assert Decimal(got["output_tokens"]["cost"]) == Decimal(told["completion_tokens"]) / 1000 * Decimal("0.0015")
+
+
+def test_an_agent_loop_sends_the_call_and_its_result_back(openai_client: OpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": "What's the weather in Paris?"}]
+    first = openai_client.chat.completions.create(
+        model=MODEL, messages=messages, tools=TOOLS, tool_choice="required", seed=1, max_tokens=100
+    )
+    (call,) = first.choices[0].message.tool_calls or []
+    messages.append(first.choices[0].message.model_dump(exclude_none=True))  # as the SDK's examples do
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 21}'})
+    second = openai_client.chat.completions.create(
+        model=MODEL, messages=messages, tools=TOOLS, tool_choice="none", temperature=0, max_tokens=8
+    )
+    assert second.choices[0].message.content and second.choices[0].finish_reason == "length"
+    assert second.usage and second.usage.prompt_tokens > first.usage.prompt_tokens  # type: ignore[union-attr]

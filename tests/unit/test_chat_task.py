@@ -316,3 +316,10 @@ def test_a_stream_writer_numbers_chunks_and_skips_empty_flushes() -> None:
     assert read_chunks(blobs, "j", 1) == [StreamChunk("b", 1, 3)]
     writer.discard()
     assert blobs.list_keys("", 100) == []
+
+
+def test_the_estimate_counts_tool_calls_sent_back() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"city": "' + "x" * 500 + '"}'}}
+    bare = [{"role": "assistant", "content": "ok"}]
+    with_call = [{"role": "assistant", "content": "ok", "tool_calls": [call]}]
+    assert chat.estimate(DEPLOYMENT, {"messages": with_call}) > chat.estimate(DEPLOYMENT, {"messages": bare}) + 500
