@@ -153,6 +153,7 @@ class ChatCompletionsRequest(GenerationRequest):
     response_format: ResponseFormat | None = None
     tools: list[ToolDefinition] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None  # an answer has at most one call, which either value allows
 
     @property
     def token_limit(self) -> int | None:

@@ -246,7 +246,13 @@ def test_structured_outputs_and_tool_calls_are_billed_as_any_chat(host: RunningH
 def test_an_agent_loop_sends_the_call_and_its_result_back(openai_client: OpenAI) -> None:
     messages: list[Any] = [{"role": "user", "content": "What's the weather in Paris?"}]
     first = openai_client.chat.completions.create(
-        model=MODEL, messages=messages, tools=TOOLS, tool_choice="required", seed=1, max_tokens=100
+        model=MODEL,
+        messages=messages,
+        tools=TOOLS,
+        tool_choice="required",
+        parallel_tool_calls=False,
+        seed=1,
+        max_tokens=100,
     )
     (call,) = first.choices[0].message.tool_calls or []
     messages.append(first.choices[0].message.model_dump(exclude_none=True))  # as the SDK's examples do
