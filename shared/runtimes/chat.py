@@ -34,13 +34,16 @@ from shared.schemas.chat import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionsRequest,
+    ChoiceLogprobs,
     CompletionsRequest,
     FinishReason,
     FunctionCall,
     TextChoice,
     TextCompletion,
+    TokenLogprob,
     ToolCall,
     ToolDefinition,
+    TopLogprob,
     Usage,
 )
 from shared.schemas.usage import Meter
@@ -96,6 +99,7 @@ def check(request: Request, deployment: Deployment, extra: ExtraMode, counter: P
         raise _unsupported(deployment, "n", request.n, "returns one choice per request")
     if isinstance(request, ChatCompletionsRequest):
         _check_structure(request)
+        _check_logprobs(request)
     else:
         if len(request.prompts) != 1:
             raise InvalidInput(
@@ -128,6 +132,15 @@ def check(request: Request, deployment: Deployment, extra: ExtraMode, counter: P
         if tokens is not None:
             check_context(tokens, counter.context_length, request)
     return payload
+
+
+def _check_logprobs(request: ChatCompletionsRequest) -> None:
+    if request.top_logprobs is not None and not request.logprobs:
+        raise InvalidInput(
+            "top_logprobs needs logprobs: true.", loc=("body", "top_logprobs"), input=request.top_logprobs
+        )
+    if request.logprobs and request.stream:  # stream chunks carry text only
+        raise InvalidInput("logprobs are returned without stream only.", loc=("body", "logprobs"), input=True)
 
 
 def _check_structure(request: ChatCompletionsRequest) -> None:
@@ -259,10 +272,24 @@ def _response(
             message, finish = AssistantMessage(content=None, tool_calls=calls), "tool_calls"
         else:
             message = AssistantMessage(content=text)
-        choice = ChatChoice(message=message, finish_reason=finish)
+        choice = ChatChoice(message=message, finish_reason=finish, logprobs=_logprobs(request, generation))
         return ChatCompletion(id=job.id, created=created, model=model, choices=[choice], usage=counts)
     choices = [TextChoice(text=text, finish_reason=finish)]
     return TextCompletion(id=job.id, created=created, model=model, choices=choices, usage=counts)
+
+
+def _logprobs(request: ChatCompletionsRequest, generation: Generation) -> ChoiceLogprobs | None:
+    if not request.logprobs:
+        return None
+
+    def top(token: str, logprob: float) -> TopLogprob:
+        return TopLogprob(token=token, logprob=logprob, bytes=list(token.encode("utf-8")))
+
+    content = [
+        TokenLogprob(**top(t.token, t.logprob).model_dump(), top_logprobs=[top(*alt) for alt in t.top])
+        for t in generation.logprobs
+    ]
+    return ChoiceLogprobs(content=content)
 
 
 def _interrupted(job: Job, blobs: BlobStore) -> TaskOutput | None:
@@ -409,6 +436,13 @@ def _tool_calls(request: ChatCompletionsRequest, text: str, job_id: str) -> list
     return [ToolCall(id=f"call_{job_id}", function=FunctionCall(name=call["name"], arguments=arguments))]
 
 
+def _logprob_count(request: Request) -> int | None:
+    """How many alternatives each token's logprobs list, or None for no logprobs."""
+    if isinstance(request, ChatCompletionsRequest) and request.logprobs:
+        return request.top_logprobs or 0
+    return None
+
+
 def _options(request: Request, max_new_tokens: int) -> GenerationOptions:
     extras = request.model_extra or {}
     guidance = _guidance(request)
@@ -424,6 +458,7 @@ def _options(request: Request, max_new_tokens: int) -> GenerationOptions:
         stop=tuple(request.stops),
         guidance=guidance[:2] if guidance else None,
         guided_by=guidance[2] if guidance else "response_format",
+        logprobs=_logprob_count(request),
     )
 
 

@@ -194,6 +194,9 @@ def test_tool_choice_none_and_auto_answer_in_text_when_the_model_does_not_call(o
         ({"tools": [TOOLS[0], TOOLS[0]]}, ["body", "tools"]),
         ({"messages": [{"role": "tool", "content": "21"}]}, ["body", "messages", 0]),
         ({"messages": [{"role": "user"}]}, ["body", "messages", 0]),
+        ({"top_logprobs": 2}, ["body", "top_logprobs"]),
+        ({"logprobs": True, "stream": True}, ["body", "logprobs"]),
+        ({"logprobs": True, "top_logprobs": 21}, ["body", "top_logprobs"]),
     ],
 )
 def test_malformed_structure_is_a_422_naming_the_parameter(
@@ -262,3 +265,37 @@ def test_an_agent_loop_sends_the_call_and_its_result_back(openai_client: OpenAI)
     )
     assert second.choices[0].message.content and second.choices[0].finish_reason == "length"
     assert second.usage and second.usage.prompt_tokens > first.usage.prompt_tokens  # type: ignore[union-attr]
+
+
+def test_logprobs_are_the_models_per_token_log_probabilities(openai_client: OpenAI) -> None:
+    result = openai_client.chat.completions.create(
+        model=MODEL,
+        messages=ASK,  # type: ignore[arg-type]
+        response_format=PET_FORMAT,  # type: ignore[arg-type]
+        seed=2,
+        max_tokens=200,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    (choice,) = result.choices
+    assert choice.logprobs is not None and choice.logprobs.content is not None
+    content = choice.logprobs.content
+    assert len(content) == result.usage.completion_tokens  # type: ignore[union-attr]
+    assert "".join(t.token for t in content) == choice.message.content  # the tokens spell the answer
+    for t in content:
+        assert t.logprob <= 0 and t.bytes == list(t.token.encode())
+        assert len(t.top_logprobs) == 3
+        assert [a.logprob for a in t.top_logprobs] == sorted((a.logprob for a in t.top_logprobs), reverse=True)
+        assert all(0 >= a.logprob for a in t.top_logprobs)
+    greedy = openai_client.chat.completions.create(
+        model=MODEL,
+        messages=ASK,
+        temperature=0,
+        max_tokens=8,
+        logprobs=True,
+        top_logprobs=1,  # type: ignore[arg-type]
+    )
+    for t in greedy.choices[0].logprobs.content or []:  # type: ignore[union-attr]
+        assert t.top_logprobs[0].token == t.token and t.top_logprobs[0].logprob == t.logprob  # greedy: the best
+    plain = openai_client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4)  # type: ignore[arg-type]
+    assert plain.choices[0].logprobs is None

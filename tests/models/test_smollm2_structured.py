@@ -39,12 +39,17 @@ def test_a_json_schema_request_returns_valid_json(client: OpenAI) -> None:
         response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": CITY, "strict": True}},
         temperature=0,
         max_tokens=80,
+        logprobs=True,
+        top_logprobs=2,
     )
     (choice,) = result.choices
     assert choice.finish_reason == "stop", choice
     answer = json.loads(choice.message.content or "")
     jsonschema.validate(answer, CITY)
     assert answer["capital"] == "Paris" and answer["continent"] == "Europe"
+    tokens = choice.logprobs.content if choice.logprobs else None
+    assert tokens and "".join(t.token for t in tokens) == choice.message.content
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in tokens)
 
 
 def test_a_required_tool_call_has_arguments_of_the_tools_schema(client: OpenAI) -> None:

@@ -198,7 +198,7 @@ def test_a_chat_job_returns_a_chat_completion_and_bills_both_meters() -> None:
     assert runner.messages == [{"role": "system", "content": "be brief"}]
     assert out.result["object"] == "chat.completion" and out.result["model"] == "tiny-model"
     assert out.result["choices"] == [
-        {"index": 0, "message": {"role": "assistant", "content": "w5 w6 "}, "finish_reason": "stop"}
+        {"index": 0, "message": {"role": "assistant", "content": "w5 w6 "}, "finish_reason": "stop", "logprobs": None}
     ]
     assert out.result["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
     assert out.usage == {Meter.INPUT_TOKENS: 7, Meter.OUTPUT_TOKENS: 2}
