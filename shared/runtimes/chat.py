@@ -4,6 +4,7 @@ relays."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,9 +34,16 @@ from shared.schemas.chat import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionsRequest,
+    ChoiceLogprobs,
     CompletionsRequest,
+    FinishReason,
+    FunctionCall,
     TextChoice,
     TextCompletion,
+    TokenLogprob,
+    ToolCall,
+    ToolDefinition,
+    TopLogprob,
     Usage,
 )
 from shared.schemas.usage import Meter
@@ -43,6 +51,10 @@ from shared.settings import Settings
 
 Request = ChatCompletionsRequest | CompletionsRequest
 MAX_STOPS = 16
+MAX_TOOLS = 128  # OpenAI's bound
+# Structured output as one line of JSON (llguidance would allow any whitespace between tokens): fewer tokens, and a
+# random-weight or small model can't wander off into whitespace until max_tokens.
+COMPACT = {"x-guidance": {"whitespace_flexible": False}}
 
 
 def _is_number(value: Any) -> bool:
@@ -71,7 +83,7 @@ class Runner(Protocol):
 
     @property
     def context_length(self) -> int: ...
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> np.ndarray: ...
+    def encode_chat(self, messages: Sequence[dict[str, str]], tools: Sequence[dict[str, Any]] = ()) -> np.ndarray: ...
     def encode_text(self, text: str) -> np.ndarray: ...
     def generate(self, input_ids: np.ndarray, options: GenerationOptions) -> Generation: ...
 
@@ -86,14 +98,8 @@ def check(request: Request, deployment: Deployment, extra: ExtraMode, counter: P
     if request.n not in (None, 1):
         raise _unsupported(deployment, "n", request.n, "returns one choice per request")
     if isinstance(request, ChatCompletionsRequest):
-        if request.tools:
-            raise _unsupported(deployment, "tools", request.tools, "has no tool calling")
-        if request.tool_choice not in (None, "none", "auto"):
-            raise _unsupported(deployment, "tool_choice", request.tool_choice, "has no tool calling")
-        if request.response_format is not None and request.response_format.type != "text":
-            raise _unsupported(
-                deployment, "response_format", request.response_format.type, "has no JSON mode; use type 'text'"
-            )
+        _check_structure(request)
+        _check_logprobs(request)
     else:
         if len(request.prompts) != 1:
             raise InvalidInput(
@@ -126,6 +132,54 @@ def check(request: Request, deployment: Deployment, extra: ExtraMode, counter: P
         if tokens is not None:
             check_context(tokens, counter.context_length, request)
     return payload
+
+
+def _check_logprobs(request: ChatCompletionsRequest) -> None:
+    if request.top_logprobs is not None and not request.logprobs:
+        raise InvalidInput(
+            "top_logprobs needs logprobs: true.", loc=("body", "top_logprobs"), input=request.top_logprobs
+        )
+    if request.logprobs and request.stream:  # stream chunks carry text only
+        raise InvalidInput("logprobs are returned without stream only.", loc=("body", "logprobs"), input=True)
+
+
+def _check_structure(request: ChatCompletionsRequest) -> None:
+    """response_format, tools and tool_choice: each names what constrained decoding will enforce."""
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        if fmt.json_schema is None or not isinstance(fmt.json_schema.schema_object, dict):
+            raise InvalidInput(
+                "response_format type 'json_schema' takes json_schema: {name, schema: a JSON Schema object}.",
+                loc=("body", "response_format", "json_schema"),
+                input=fmt.model_dump(),
+            )
+    tools = request.tools or []
+    names = [t.function.name for t in tools]
+    if len(tools) > MAX_TOOLS or len(set(names)) != len(names):
+        raise InvalidInput(
+            f"tools takes at most {MAX_TOOLS} functions with distinct names.", loc=("body", "tools"), input=names
+        )
+    for i, tool in enumerate(tools):
+        if tool.function.parameters is not None and tool.function.parameters.get("type", "object") != "object":
+            raise InvalidInput(
+                "a function's parameters are a JSON Schema of type 'object'.",
+                loc=("body", "tools", i, "function", "parameters"),
+                input=tool.function.parameters,
+            )
+    choice = request.tool_choice
+    if choice in (None, "none", "auto"):
+        return
+    if not tools:
+        raise InvalidInput("tool_choice asks for a tool call, but no tools are given.", loc=("body", "tool_choice"))
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if choice.get("type") != "function" or name not in names:
+            raise InvalidInput(
+                f"tool_choice is 'none', 'auto', 'required' or a function of tools by name: one of {names}.",
+                loc=("body", "tool_choice"),
+                input=choice,
+            )
 
 
 def check_context(prompt_tokens: int, context_length: int, request: Request, taken: str | None = None) -> None:
@@ -163,13 +217,14 @@ def execute(
     if request.stream and job.attempts > 1 and (interrupted := _interrupted(job, blobs)):
         return interrupted
     if isinstance(request, ChatCompletionsRequest):
-        input_ids = runner.encode_chat(_template_messages(request))
+        input_ids = runner.encode_chat(_template_messages(request), _template_tools(request))
     else:
         input_ids = runner.encode_text(request.prompts[0])
     check_context(len(input_ids), runner.context_length, request)
     max_new = min(request.token_limit or deployment.max_tokens, runner.context_length - len(input_ids))
     generation = runner.generate(input_ids, _options(request, max_new))
     writer = StreamWriter(blobs, job.id, progress) if request.stream else None
+    held = _may_call_tools(request)  # a tool call is known at the end: stream empty chunks (usage) until then
     cadence = Cadence()
     pieces: list[str] = []
     status: JobStatus = JobStatus.SUCCEEDED
@@ -178,7 +233,7 @@ def execute(
         for piece in generation:
             pieces.append(piece)
             if writer is not None:
-                writer.add(piece)
+                writer.add("" if held else piece)
             if cadence.tick():
                 if writer is not None:
                     writer.flush(generation.prompt_tokens, generation.completion_tokens)
@@ -209,13 +264,32 @@ def _response(
         completion_tokens=generation.completion_tokens,
         total_tokens=generation.prompt_tokens + generation.completion_tokens,
     )
-    finish = generation.finish_reason or "length"
+    finish: FinishReason = generation.finish_reason or "length"
     created, model = int(job.created_at.timestamp()), deployment.model_name
     if isinstance(request, ChatCompletionsRequest):
-        choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=finish)
+        calls = _tool_calls(request, text, job.id) if finish == "stop" else None
+        if calls:
+            message, finish = AssistantMessage(content=None, tool_calls=calls), "tool_calls"
+        else:
+            message = AssistantMessage(content=text)
+        choice = ChatChoice(message=message, finish_reason=finish, logprobs=_logprobs(request, generation))
         return ChatCompletion(id=job.id, created=created, model=model, choices=[choice], usage=counts)
     choices = [TextChoice(text=text, finish_reason=finish)]
     return TextCompletion(id=job.id, created=created, model=model, choices=choices, usage=counts)
+
+
+def _logprobs(request: ChatCompletionsRequest, generation: Generation) -> ChoiceLogprobs | None:
+    if not request.logprobs:
+        return None
+
+    def top(token: str, logprob: float) -> TopLogprob:
+        return TopLogprob(token=token, logprob=logprob, bytes=list(token.encode("utf-8")))
+
+    content = [
+        TokenLogprob(**top(t.token, t.logprob).model_dump(), top_logprobs=[top(*alt) for alt in t.top])
+        for t in generation.logprobs
+    ]
+    return ChoiceLogprobs(content=content)
 
 
 def _interrupted(job: Job, blobs: BlobStore) -> TaskOutput | None:
@@ -239,11 +313,13 @@ class ChunkRenderer:
     created: int
     model: str
     include_usage: bool
+    held: bool = False  # the worker held the text back (it may be a tool call): the closing carries it
 
     @classmethod
     def of(cls, request: Request, job: Job, deployment: Deployment) -> ChunkRenderer:
         chat = isinstance(request, ChatCompletionsRequest)
-        return cls(chat, job.id, int(job.created_at.timestamp()), deployment.model_name, request.include_usage)
+        created, model = int(job.created_at.timestamp()), deployment.model_name
+        return cls(chat, job.id, created, model, request.include_usage, _may_call_tools(request))
 
     def opening(self) -> list[dict[str, Any]]:
         return [self._chunk({"role": "assistant", "content": ""}, None)] if self.chat else []
@@ -256,7 +332,8 @@ class ChunkRenderer:
             error = job.error or JobError(code="Cancelled", message=f"the job is {job.status}")
             return [{"error": {"code": error.code, "message": error.message}}]
         result = _result(job.result)
-        chunks = [self._chunk({} if self.chat else "", result.choices[0].finish_reason)]
+        chunks = self._held(result)
+        chunks.append(self._chunk({} if self.chat else "", result.choices[0].finish_reason))
         if self.include_usage:
             chunks.append({**self._chunk({}, None), "choices": [], "usage": result.usage.model_dump()})
         return chunks
@@ -266,8 +343,18 @@ class ChunkRenderer:
         assert job.result is not None
         result = _result(job.result)
         choice = result.choices[0]
-        text = choice.message.content if isinstance(choice, ChatChoice) else choice.text
-        return [*self.opening(), self.content(text), *self.closing(job)]
+        text = (choice.message.content if isinstance(choice, ChatChoice) else choice.text) or ""
+        content = [] if self.held else [self.content(text)]
+        return [*self.opening(), *content, *self.closing(job)]
+
+    def _held(self, result: ChatCompletion | TextCompletion) -> list[dict[str, Any]]:
+        choice = result.choices[0]
+        if not self.held or not isinstance(choice, ChatChoice):
+            return []
+        if choice.message.tool_calls:
+            calls = [{"index": i, **c.model_dump()} for i, c in enumerate(choice.message.tool_calls)]
+            return [self._chunk({"tool_calls": calls}, None)]
+        return [self.content(choice.message.content)] if choice.message.content else []
 
     def _chunk(self, delta: dict[str, Any] | str, finish: str | None) -> dict[str, Any]:
         if self.chat:
@@ -288,8 +375,77 @@ def _template_messages(request: ChatCompletionsRequest) -> list[dict[str, str]]:
     return [m.for_template() for m in request.messages]
 
 
+def _template_tools(request: ChatCompletionsRequest) -> list[dict[str, Any]]:
+    return [t.model_dump(exclude_none=True) for t in request.tools or []] if request.tool_choice != "none" else []
+
+
+def _may_call_tools(request: Request) -> bool:
+    return isinstance(request, ChatCompletionsRequest) and bool(request.tools) and request.tool_choice != "none"
+
+
+def _called_tools(request: ChatCompletionsRequest) -> list[ToolDefinition]:
+    """The tools of which one must be called: all of them with "required", the named one; none otherwise."""
+    choice = request.tool_choice
+    if not request.tools or choice in (None, "none", "auto"):
+        return []
+    if choice == "required":
+        return list(request.tools)
+    assert isinstance(choice, dict)
+    return [t for t in request.tools if t.function.name == choice["function"]["name"]]
+
+
+def _guidance(request: Request) -> tuple[str, str, str] | None:
+    """(guidance type, data, the parameter it enforces) for constrained decoding, or None for free text."""
+    if not isinstance(request, ChatCompletionsRequest):
+        return None
+    if called := _called_tools(request):
+        # A tool call is one JSON object {"name", "arguments"}: the format of Hermes/Llama-style templates.
+        calls: list[dict[str, Any]] = [
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": t.function.name},
+                    "arguments": t.function.parameters or {"type": "object"},
+                },
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+            for t in called
+        ]
+        schema: dict[str, Any] = calls[0] if len(calls) == 1 else {"anyOf": calls}
+        return "json_schema", json.dumps({**COMPACT, **schema}), "tools"
+    fmt = request.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    schema = fmt.json_schema.schema_object if fmt.json_schema is not None else {"type": "object"}
+    return "json_schema", json.dumps({**COMPACT, **schema}), "response_format"
+
+
+def _tool_calls(request: ChatCompletionsRequest, text: str, job_id: str) -> list[ToolCall] | None:
+    """The generated text as a tool call, when it is one: {"name": a given tool, "arguments": an object}."""
+    if not _may_call_tools(request):
+        return None
+    try:
+        call = json.loads(text)
+    except ValueError:
+        return None
+    names = {t.function.name for t in request.tools or []}
+    if not isinstance(call, dict) or call.get("name") not in names or not isinstance(call.get("arguments"), dict):
+        return None
+    arguments = json.dumps(call["arguments"], ensure_ascii=False)
+    return [ToolCall(id=f"call_{job_id}", function=FunctionCall(name=call["name"], arguments=arguments))]
+
+
+def _logprob_count(request: Request) -> int | None:
+    """How many alternatives each token's logprobs list, or None for no logprobs."""
+    if isinstance(request, ChatCompletionsRequest) and request.logprobs:
+        return request.top_logprobs or 0
+    return None
+
+
 def _options(request: Request, max_new_tokens: int) -> GenerationOptions:
     extras = request.model_extra or {}
+    guidance = _guidance(request)
     return GenerationOptions(
         max_new_tokens=max_new_tokens,
         temperature=request.temperature,
@@ -300,6 +456,9 @@ def _options(request: Request, max_new_tokens: int) -> GenerationOptions:
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
         stop=tuple(request.stops),
+        guidance=guidance[:2] if guidance else None,
+        guided_by=guidance[2] if guidance else "response_format",
+        logprobs=_logprob_count(request),
     )
 
 
@@ -344,7 +503,12 @@ def estimate(deployment: Deployment, payload: dict[str, Any]) -> int:
         prompt = sum(token_bound(p) for p in (prompts if isinstance(prompts, list) else [prompts]))
     else:
         messages = payload.get("messages") or []
-        prompt = sum(token_bound(_text(m.get("content"))) + TEMPLATE_TOKENS for m in messages if isinstance(m, dict))
+        prompt = sum(
+            token_bound(_text(m.get("content")) + (json.dumps(m["tool_calls"]) if m.get("tool_calls") else ""))
+            + TEMPLATE_TOKENS
+            for m in messages
+            if isinstance(m, dict)
+        )
     limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or deployment.max_tokens
     return prompt + min(int(limit), deployment.max_tokens)
 

@@ -137,9 +137,9 @@ def detail(r: httpx.Response) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("extra", "loc"),
     [
-        ({"response_format": {"type": "json_object"}}, ["body", "response_format"]),
+        ({"response_format": {"type": "json_schema"}}, ["body", "response_format", "json_schema"]),
         ({"n": 2}, ["body", "n"]),
-        ({"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]}, ["body", "tools"]),
+        ({"tool_choice": "required"}, ["body", "tool_choice"]),
         ({"messages": [{"role": "user", "content": "word " * 600}]}, ["body", "messages"]),
     ],
 )
@@ -181,7 +181,7 @@ def test_model_extras_are_passed_through_to_the_runner_which_takes_top_k_only(
 def test_the_sdk_sees_the_422_too(host: RunningHost, azure_chat: ChatCompletionsClient) -> None:
     client = azure_chat
     with pytest.raises(HttpResponseError) as caught:
-        client.complete(messages=[UserMessage("hi")], model=MODEL, response_format="json_object")
+        client.complete(messages=[UserMessage("hi")], model=MODEL, max_tokens=100_000)
     assert caught.value.status_code == 422
 
 

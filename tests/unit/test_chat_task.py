@@ -57,7 +57,7 @@ class ScriptedRunner:
     def context_length(self) -> int:
         return self._context_length
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> np.ndarray:
+    def encode_chat(self, messages: Sequence[dict[str, str]], tools: Sequence[dict[str, Any]] = ()) -> np.ndarray:
         self.messages = messages
         return np.zeros(self.prompt_tokens, dtype=np.int32)
 
@@ -84,10 +84,24 @@ def loc_of(call: Any) -> list[Any]:
     ("fields", "loc"),
     [
         ({"n": 2}, ["body", "n"]),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, ["body", "tools"]),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}] * 2}, ["body", "tools"]),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+            ["body", "tools", 0, "function", "parameters"],
+        ),
         ({"tool_choice": "required"}, ["body", "tool_choice"]),
-        ({"response_format": {"type": "json_object"}}, ["body", "response_format"]),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, ["body", "response_format"]),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            ["body", "tool_choice"],
+        ),
+        ({"response_format": {"type": "json_schema"}}, ["body", "response_format", "json_schema"]),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": []}}},
+            ["body", "response_format", "json_schema"],
+        ),
         ({"max_tokens": 41}, ["body", "max_tokens"]),
         ({"max_completion_tokens": 41}, ["body", "max_completion_tokens"]),
         ({"stop": ["a", ""]}, ["body", "stop"]),
@@ -184,7 +198,7 @@ def test_a_chat_job_returns_a_chat_completion_and_bills_both_meters() -> None:
     assert runner.messages == [{"role": "system", "content": "be brief"}]
     assert out.result["object"] == "chat.completion" and out.result["model"] == "tiny-model"
     assert out.result["choices"] == [
-        {"index": 0, "message": {"role": "assistant", "content": "w5 w6 "}, "finish_reason": "stop"}
+        {"index": 0, "message": {"role": "assistant", "content": "w5 w6 "}, "finish_reason": "stop", "logprobs": None}
     ]
     assert out.result["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
     assert out.usage == {Meter.INPUT_TOKENS: 7, Meter.OUTPUT_TOKENS: 2}
@@ -302,3 +316,10 @@ def test_a_stream_writer_numbers_chunks_and_skips_empty_flushes() -> None:
     assert read_chunks(blobs, "j", 1) == [StreamChunk("b", 1, 3)]
     writer.discard()
     assert blobs.list_keys("", 100) == []
+
+
+def test_the_estimate_counts_tool_calls_sent_back() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"city": "' + "x" * 500 + '"}'}}
+    bare = [{"role": "assistant", "content": "ok"}]
+    with_call = [{"role": "assistant", "content": "ok", "tool_calls": [call]}]
+    assert chat.estimate(DEPLOYMENT, {"messages": with_call}) > chat.estimate(DEPLOYMENT, {"messages": bare}) + 500

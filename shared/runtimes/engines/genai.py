@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from shared.domain.errors import ConfigError, ModelError
+from shared.domain.errors import ConfigError, InvalidInput, ModelError
 
 if TYPE_CHECKING:
     import onnxruntime_genai
@@ -29,6 +29,21 @@ class GenerationOptions:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     stop: tuple[str, ...] = ()
+    # Constrained decoding (llguidance): (type, data), e.g. ("json_schema", schema text); `guided_by` is the request
+    # parameter it comes from, named when the model can't enforce it.
+    guidance: tuple[str, str] | None = None
+    guided_by: str = "response_format"
+    logprobs: int | None = None  # None: none; n: each token's log probability and the n likeliest alternatives
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log probability under the model (before sampling settings and constraints), and the
+    likeliest alternatives at its step."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True)
@@ -84,13 +99,18 @@ class GenerationRunner:
         with self._lock:
             self._og = self._tokenizer = self._model = None
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> np.ndarray:
-        """Token ids of the messages rendered with the model folder's chat template (generation prompt added)."""
+    def encode_chat(self, messages: Sequence[dict[str, str]], tools: Sequence[dict[str, Any]] = ()) -> np.ndarray:
+        """Token ids of the messages rendered with the model folder's chat template (generation prompt added);
+        `tools` reach templates that render them."""
         self.load()
         assert self._tokenizer is not None
         with self._lock:  # tokenizing is quick; one at a time keeps the shared tokenizer safe
             try:
-                prompt = self._tokenizer.apply_chat_template(json.dumps(list(messages)), add_generation_prompt=True)
+                prompt = self._tokenizer.apply_chat_template(
+                    json.dumps(list(messages)),
+                    tools=json.dumps(list(tools)) if tools else None,
+                    add_generation_prompt=True,
+                )
             except Exception as exc:
                 raise ModelError(f"the chat template failed: {exc}") from exc
             return np.asarray(self._tokenizer.encode(prompt), dtype=np.int32)
@@ -122,11 +142,21 @@ class GenerationRunner:
         try:
             params = og.GeneratorParams(model)
             params.set_search_options(**search)
+            if options.guidance is not None:
+                params.set_guidance(*options.guidance)
             generator = og.Generator(model, params)
             generator.append_tokens(input_ids)
         except Exception as exc:
+            if options.guidance is not None and "grammar" in str(exc).lower():  # llguidance refused the schema
+                name = options.guided_by
+                raise InvalidInput(f"'{name}' can't be enforced on this model: {exc}", loc=("body", name)) from exc
             raise ModelError(f"generation failed to start: {exc}") from exc
-        return Generation(generator, tokenizer.create_stream(), len(input_ids), options, self.limits)
+        return Generation(generator, tokenizer.create_stream(), len(input_ids), options, self.limits, self.decode_token)
+
+    def decode_token(self, token: int) -> str:
+        assert self._tokenizer is not None
+        with self._lock:
+            return str(self._tokenizer.decode(np.asarray([token], dtype=np.int32)))
 
 
 class Generation:
@@ -134,9 +164,17 @@ class Generation:
     `completion_tokens` and `finish_reason` are current after every step; `close()` frees the generator."""
 
     def __init__(
-        self, generator: Any, stream: Any, prompt_tokens: int, options: GenerationOptions, limits: ModelLimits
+        self,
+        generator: Any,
+        stream: Any,
+        prompt_tokens: int,
+        options: GenerationOptions,
+        limits: ModelLimits,
+        decode: Callable[[int], str] = str,
     ) -> None:
-        self._generator, self._stream = generator, stream
+        self._generator, self._stream, self._decode = generator, stream, decode
+        self.logprobs: list[TokenLogprob] = []  # with options.logprobs: one per completion token
+        self._logits: np.ndarray | None = None  # the last step's logits, for its logprobs
         self._options, self._limits = options, limits
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = 0
@@ -156,6 +194,8 @@ class Generation:
                 self.finish_reason = "stop"
                 break
             self.completion_tokens += 1
+            if self._logits is not None:
+                self._record(token, self._logits)
             text = held + self._stream.decode(token)
             cut = _first_stop(text, stops)
             if cut is not None:
@@ -173,8 +213,8 @@ class Generation:
         try:
             if generator.is_done():
                 return None
-            if self._penalised:
-                self._apply_penalties()
+            if self._penalised or self._options.logprobs is not None:
+                self._logits = self._step_logits()
             generator.generate_next_token()
             token = int(generator.get_next_tokens()[0])
         except Exception as exc:
@@ -183,14 +223,28 @@ class Generation:
             self._counts[token] += 1
         return token
 
-    def _apply_penalties(self) -> None:
-        # OpenAI's definition, over the tokens generated so far: logit -= count·frequency + (count > 0)·presence
+    def _step_logits(self) -> np.ndarray:
+        """The next token's logits, penalised when asked (set back on the generator)."""
         logits = np.asarray(self._generator.get_logits(), dtype=np.float32)
-        if self._counts is None:
-            self._counts = np.zeros(logits.shape[-1], dtype=np.float32)
-        counts = self._counts
-        penalty = counts * self._options.frequency_penalty + (counts > 0) * self._options.presence_penalty
-        self._generator.set_logits((logits - penalty).astype(np.float32))
+        if self._penalised:
+            # OpenAI's definition, over the tokens generated so far: logit -= count·frequency + (count > 0)·presence
+            if self._counts is None:
+                self._counts = np.zeros(logits.shape[-1], dtype=np.float32)
+            counts = self._counts
+            penalty = counts * self._options.frequency_penalty + (counts > 0) * self._options.presence_penalty
+            logits = (logits - penalty).astype(np.float32)
+            self._generator.set_logits(logits)
+        return logits
+
+    def _record(self, token: int, logits: np.ndarray) -> None:
+        row = logits.reshape(-1).astype(np.float64)
+        logp = row - (row.max() + np.log(np.exp(row - row.max()).sum()))
+        n = self._options.logprobs or 0
+        best = np.argpartition(-logp, n - 1)[:n] if n else np.empty(0, dtype=np.int64)
+        best = best[np.argsort(-logp[best])]
+        top = tuple((self._decode(int(i)), float(logp[i])) for i in best)
+        value = float(logp[token]) if 0 <= token < len(logp) else float("-inf")
+        self.logprobs.append(TokenLogprob(self._decode(token), value, top))
 
     def close(self) -> None:
         self._generator = self._stream = None
