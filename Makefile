@@ -16,11 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	rm -f $(VENV)/.stamp-* && touch $@
 
-# The `inferq` console script (functions/cli): this checkout installed in editable mode, without its dependencies
-# (requirements-dev.txt has them); redone when pyproject.toml changes.
-$(BIN)/inferq: pyproject.toml | $(STAMP)
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $@
+# The `inferq` command (functions/cli), run from this checkout by a two-line launcher. Not an editable install:
+# that would put the project on every venv interpreter's path, scoring scripts' processes included.
+$(BIN)/inferq: | $(STAMP)
+	printf '#!/bin/sh\n# inferq, the operators command line (functions/cli) of %s\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m functions.cli "$$@"\n' \
+		"$(CURDIR)" "$(CURDIR)" "$(CURDIR)/$(BIN)/python" > $@
+	chmod +x $@
 
 install: $(STAMP) $(BIN)/inferq
 

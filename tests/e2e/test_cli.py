@@ -3,13 +3,14 @@
 revoked, it gets 401 once the host restarts (the host reads its config at start)."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from functions.cli.app import app
-from tests.conftest import ADMIN_KEY, start_host, stop_host, wait_for, write_config
+from tests.conftest import ADMIN_KEY, ROOT, start_host, stop_host, wait_for, write_config
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -63,3 +64,17 @@ def test_a_created_key_works_shows_its_usage_and_once_revoked_is_refused(tmp_pat
             assert c.post("/embeddings", json={"input": ["Revoked."]}).status_code == 401
     finally:
         stop_host(host)
+
+
+def test_make_install_gives_an_inferq_command_that_runs_from_anywhere(tmp_path: Path) -> None:
+    launcher = ROOT / ".venv" / "bin" / "inferq"  # what `make install` (a step of `make test`) writes
+    config = write_config(tmp_path / "inferq.toml")
+    result = subprocess.run(
+        [str(launcher), "config", "check", str(config)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "valid" in result.stdout, result.stderr
+    # Not an editable install: the venv's interpreters (a scoring script's process among them) can't import the
+    # project unless they are given it.
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('shared') is not None)"
+    isolated = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-I", "-c", probe], cwd=tmp_path)
+    assert isolated.returncode == 0
