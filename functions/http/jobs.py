@@ -31,7 +31,7 @@ async def submit_and_respond(
     job = submitted.job
     if "respond-async" not in request.headers.get("prefer", "").lower():
         job = await gw.wait(job, gw.settings.sync_timeout_s)
-        gw.settle(who, submitted, job)
+        gw.settle(submitted, job)
     if job.status is JobStatus.SUCCEEDED and job.result is not None:
         return JSONResponse(gw.render(job), 200, headers=job_headers(job))
     if job.status.terminal:

@@ -50,7 +50,7 @@ async def stream_job(
     chunks, job = first
     if not chunks and job.status.terminal and job.status is not JobStatus.SUCCEEDED:
         await run_in_threadpool(gw.end_stream, who, job.id, 0, True)
-        gw.settle(who, submitted, job)
+        gw.settle(submitted, job)
         return job_response(job, job_status(job))  # failed before the first token: a plain error status
     renderer = chat.ChunkRenderer.of(body, job, deployment)
     return _stream(_events(gw, who, renderer, first, submitted), job)
@@ -106,7 +106,7 @@ async def _events(
         # Also when the client left (the response task is cancelled): the job is cancelled, chunks deleted.
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(gw.end_stream, who, job.id, relayed, complete)
-        gw.settle(who, submitted, job)
+        gw.settle(submitted, job)
 
 
 async def _replayed(events: list[dict[str, Any]]) -> AsyncGenerator[str, None]:

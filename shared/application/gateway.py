@@ -126,7 +126,7 @@ class Gateway:
         route = target if isinstance(target, Route) else self.router.direct(target)
         return self._accept(caller, route, payload, lambda: payload, idempotency_key)
 
-    def settle(self, caller: Caller, submitted: Submitted, job: Job) -> None:  # noqa: ARG002 (the routes' call)
+    def settle(self, submitted: Submitted, job: Job) -> None:
         """A job the response waited for ended: its real usage replaces what its admission reserved."""
         if submitted.created:
             self.admission.settle(job)

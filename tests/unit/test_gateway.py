@@ -235,7 +235,7 @@ def test_the_token_estimate_charged_at_the_edge_is_settled_to_the_jobs_real_usag
     first = app.gateway.submit(METERED, app.config.deployment(EMBED), {"input": "a b c d e"})
     assert first.estimated_tokens == 50 and _remaining(first) == 50
     done = run_next(app)
-    app.gateway.settle(METERED, first, done)  # 5 tokens used: 45 of the 50 come back
+    app.gateway.settle(first, done)  # 5 tokens used: 45 of the 50 come back
     second = app.gateway.submit(METERED, app.config.deployment(EMBED), {"input": "a"})
     assert _remaining(second) == 100 - 5 - 10
     with pytest.raises(RateLimited):
