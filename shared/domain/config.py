@@ -97,6 +97,9 @@ class Deployment(_Strict):
     code: ModelSpec | None = None  # kind "score": the script's folder (Azure ML's `code`), its files pinned
     max_tokens: int = Field(default=256, gt=0)
     dimensions: int | None = None
+    # ONNX Runtime intra-op threads for this model (default: the `intra_op_threads` setting, the cores). A tiny
+    # model runs fastest on one: on more, waking the pool for every small op costs more than the op.
+    intra_op_threads: int | None = Field(default=None, ge=1)
     prices: dict[Meter, Decimal] = Field(default_factory=dict)
 
     @field_validator("prices")

@@ -531,7 +531,7 @@ class ChatKind:
     deterministic_usage = False
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ChatRuntime:
-        return ChatRuntime(fetch(deployment.model.files), settings.intra_op_threads)
+        return ChatRuntime(fetch(deployment.model.files), deployment.intra_op_threads or settings.intra_op_threads)
 
     def edge_tool(self, deployment: Deployment, fetch: Fetch) -> PromptTokens:
         """Prompt token counts from the tokenizer files alone: the edge never loads the model."""

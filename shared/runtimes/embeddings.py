@@ -136,10 +136,11 @@ class EmbeddingsKind:
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> EmbeddingsRuntime:
         s = settings
+        threads = deployment.intra_op_threads or s.intra_op_threads
         runner = EmbeddingRunner(
             fetch(deployment.model.files),
             deployment.max_tokens,
-            max(1, s.intra_op_threads // s.batch_workers),  # the cores are shared by the concurrent runs
+            max(1, threads // s.batch_workers),  # the cores are shared by the concurrent runs
             s.max_batch_size,
         )
         return EmbeddingsRuntime(
