@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse, Response
 
 from functions.http.errors import error_response, job_status, validation_body
 from functions.http.headers import DEPLOYMENT_HEADER, note, rate_headers
+from functions.http.json_response import FastJSONResponse
 from shared.application.gateway import Gateway, Submitted
 from shared.domain.auth import Caller
 from shared.domain.jobs import Job, JobError, JobStatus
@@ -33,7 +34,7 @@ async def submit_and_respond(
         job = await gw.wait(job, gw.settings.sync_timeout_s)
         gw.settle(submitted, job)
     if job.status is JobStatus.SUCCEEDED and job.result is not None:
-        return JSONResponse(gw.render(job), 200, headers=job_headers(job))
+        return FastJSONResponse(gw.render(job), 200, headers=job_headers(job))
     if job.status.terminal:
         return job_response(job, job_status(job))
     response = job_response(job, 202)
@@ -67,4 +68,4 @@ def job_response(job: Job, status: int) -> JSONResponse:
         else:
             body = {"error": error.model_dump(), "job": body}
         return error_response(body, status, job_headers(job))
-    return JSONResponse(body, status, headers=job_headers(job))
+    return FastJSONResponse(body, status, headers=job_headers(job))

@@ -116,7 +116,8 @@ def py_spy(pid: int, out: Path) -> Iterator[str]:
         yield "--py-spy: py-spy is not on PATH (pip install py-spy): no profile"
         return
     kind = {".txt": "raw", ".json": "speedscope"}.get(out.suffix, "flamegraph")
-    cmd = [binary, "record", "--pid", str(pid), "--output", str(out), "--format", kind, "--rate", "200"]
+    extra = os.environ.get("PY_SPY_ARGS", "").split()  # e.g. --gil: only the thread holding the GIL
+    cmd = [binary, "record", "--pid", str(pid), "--output", str(out), "--format", kind, "--rate", "200", *extra]
     spy = subprocess.Popen([*cmd, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # attached before the load starts
     try:
