@@ -120,6 +120,7 @@ def create_app() -> FastAPI:
     api.include_router(routes_dashboard.api)
     api.include_router(routes_dashboard.api, prefix="/v1", include_in_schema=False)
     api.include_router(routes_dashboard.page)  # after the api: /dashboard/summary is not one of the page's files
+    api.include_router(routes_dashboard.page, prefix="/v1")  # its URLs are relative: it works there too
     return api
 
 
