@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from functions.http.body import StrictJsonRoute
@@ -65,6 +65,8 @@ async def dashboard() -> Response:
 
 @page.get("/dashboard/{asset:path}")
 async def dashboard_asset(asset: str) -> Response:
+    if asset == "":  # /dashboard/: the page's relative URLs need /dashboard (relative here, for any prefix)
+        return RedirectResponse("../dashboard", 308)
     if asset not in ASSETS:
         raise HTTPException(404, "Not Found")
     name, media_type = ASSETS[asset]

@@ -251,6 +251,8 @@ def test_the_page_is_served_with_strict_headers_and_no_inline_script(host: Runni
         r = httpx.get(f"{host.url}/{asset}", timeout=30)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript"), asset
         assert r.headers["content-security-policy"] == policy
+    slash = httpx.get(f"{host.url}/dashboard/", timeout=30, follow_redirects=True)
+    assert str(slash.url) == f"{host.url}/dashboard" and slash.text == page.text
     for missing in ("dashboard/nothing.js", "dashboard/vendor/README.md", "dashboard/..%2Findex.html"):
         r = httpx.get(f"{host.url}/{missing}", timeout=30)
         assert r.status_code == 404 and r.json()["error"]["code"] == "NotFound", missing
