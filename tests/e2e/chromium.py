@@ -119,14 +119,19 @@ class Tab:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 30) -> Any:
-        """Poll the page until `expression` is truthy (its value), failing at the deadline."""
+        """Poll the page until `expression` is truthy (its value), failing at the deadline. An evaluation that
+        fails (the document being replaced by a navigation) counts as not yet."""
         deadline = time.monotonic() + timeout
+        failure: Exception | None = None
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as exc:
+                value, failure = None, exc
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"{expression} still falsy after {timeout}s")
+                raise AssertionError(f"{expression} still falsy after {timeout}s (last failure: {failure})")
             time.sleep(0.05)
 
     def screenshot(self, path: Path) -> None:

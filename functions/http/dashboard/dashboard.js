@@ -248,11 +248,13 @@
       section.dataset.budget = "";
       section.dataset.percent = "";
     } else {
-      const percent = Number(budget) > 0 ? (100 * Number(decText(spent))) / Number(budget) : 0;
-      text.textContent = `${decText(spent)} of ${budget} ${month.currency} spent this month (${percent.toFixed(2)} %), ` +
+      // A budget of 0 refuses every request: there is no share of it to show.
+      const percent = Number(budget) > 0 ? (100 * Number(decText(spent))) / Number(budget) : null;
+      const share = percent === null ? "a budget of 0: every request is refused" : `${percent.toFixed(2)} %`;
+      text.textContent = `${decText(spent)} of ${budget} ${month.currency} spent this month (${share}), ` +
         `${days - today} days to go.`;
       section.dataset.budget = budget;
-      section.dataset.percent = percent.toFixed(4);
+      section.dataset.percent = percent === null ? "" : percent.toFixed(4);
     }
   }
 
