@@ -7,7 +7,7 @@ MODEL := models/all-MiniLM-L6-v2-int8/model.onnx
 # Azurite (npm, pinned in package-lock.json) for the Azure adapter tests; reinstalled only when the lock changes.
 NODE_STAMP := node_modules/.stamp-$(shell cat package.json package-lock.json | sha256sum | cut -c1-16)
 
-.PHONY: install model chat-model chat-model-build test-models run test lint typecheck unit bench soak clean node azurite
+.PHONY: install model chat-model chat-model-build test-models run test lint typecheck unit bench soak clean node azurite browser
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
@@ -90,7 +90,22 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-test: install model node lint typecheck
+# Headless Chromium for the dashboard's browser test (tests/e2e/test_dashboard.py): Debian's `chromium`, installed
+# with apt-get when it is missing (as root; otherwise this says how).
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "Chromium is required for the dashboard test and $(CHROMIUM) is missing: run 'sudo apt-get update && sudo apt-get install -y chromium' (Debian), then make test again"; exit 1; \
+		fi; \
+		echo "installing Debian's chromium (apt-get) for the dashboard test"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	}
+	@$(CHROMIUM) --version 2>/dev/null  # (the launcher script warns on stderr about nothing that matters here)
+
+test: install model node browser lint typecheck
 	$(BIN)/pytest -q
 
 # Quality checks on the real chat model (tests/models), built first if it is not: `.ci/run` runs them after `make test`.

@@ -179,7 +179,9 @@ def bootstrap(
         queue=queue,
         cross_process=cross_process,
     )
-    billing = Billing(settings=settings, config=config, router=router, ledger=ledger, blobs=blobs, stats=stats)
+    billing = Billing(
+        settings=settings, config=config, router=router, ledger=ledger, blobs=blobs, stats=stats, jobs=store
+    )
     probes: dict[str, Pingable] = {
         "job queue": queue,
         "job store": store,

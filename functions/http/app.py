@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from functions.http import errors, routes_azure, routes_chat, routes_docs, routes_score, routes_usage
+from functions.http import errors, routes_azure, routes_chat, routes_dashboard, routes_docs, routes_score, routes_usage
 from functions.http.body import StrictJsonRoute
 from functions.http.body_limit import BodyLimitMiddleware
 from functions.http.deps import Auth, DeploymentHeader, Extra, Gate
@@ -117,6 +117,10 @@ def create_app() -> FastAPI:
         api.include_router(r, prefix="/v1", include_in_schema=False)
     api.include_router(routes_docs.router)
     api.include_router(routes_docs.router, prefix="/v1")
+    api.include_router(routes_dashboard.api)
+    api.include_router(routes_dashboard.api, prefix="/v1", include_in_schema=False)
+    api.include_router(routes_dashboard.page)  # after the api: /dashboard/summary is not one of the page's files
+    api.include_router(routes_dashboard.page, prefix="/v1")  # its URLs are relative: it works there too
     return api
 
 

@@ -12,13 +12,15 @@ from shared.domain import billing, deployment_stats, metering, usage_report
 from shared.domain.auth import Caller
 from shared.domain.config import AppConfig
 from shared.domain.errors import Forbidden, InvalidInput
-from shared.domain.jobs import utcnow
-from shared.domain.ports import BlobStore, DeploymentStats, UsageLedger
+from shared.domain.jobs import JobStatus, utcnow
+from shared.domain.ports import BlobStore, DeploymentStats, JobStore, UsageLedger
 from shared.domain.routing import Router
 from shared.settings import Settings
 
 STATS_DEFAULT_RANGE = timedelta(hours=24)
 EARLIEST = datetime.min.replace(tzinfo=UTC)
+FAILED_JOBS_SHOWN = 20
+FAILED = (JobStatus.FAILED.value, JobStatus.EXPIRED.value)
 
 
 class Billing:
@@ -31,6 +33,7 @@ class Billing:
         ledger: UsageLedger,
         blobs: BlobStore,
         stats: DeploymentStats,
+        jobs: JobStore,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -38,6 +41,7 @@ class Billing:
         self.ledger = ledger
         self.blobs = blobs
         self.stats = stats
+        self.jobs = jobs
 
     def ingest_usage(self, bodies: Sequence[str | bytes]) -> usage_ingest.BatchOutcome:
         s = self.settings
@@ -90,6 +94,46 @@ class Billing:
             raise InvalidInput("'from' must not be after 'to'.", loc=("query", "from"), input=start)
         outcomes = self.stats.outcomes(since, until)
         return deployment_stats.view(self.config, self.router.endpoints, outcomes, since, until)
+
+    def overview(self, caller: Caller, tenant: str | None, limit: int = FAILED_JOBS_SHOWN) -> dict[str, Any]:
+        """What the dashboard needs beside /usage and /deployments: whose figures (an admin key picks any tenant,
+        the first by default; a tenant key only its own), the tenants to pick from, the monthly budget, and the
+        tenant's jobs that failed or expired in the last 24 hours, newest first (mirror copies for admins only)."""
+        if tenant is None and caller.is_admin and not caller.tenant and self.config.tenants:
+            tenant = self.config.tenants[0].name
+        name = self._usage_tenant(caller, tenant, all_allowed=False)
+        assert name is not None
+        until = utcnow()
+        since = until - STATS_DEFAULT_RANGE
+        failed = [
+            o
+            for o in self.stats.outcomes(since, until)
+            if o.tenant == name and o.status in FAILED and (caller.is_admin or not o.mirrored)
+        ]
+        failed = sorted(failed, key=lambda o: o.finished_at, reverse=True)[:limit]
+        messages = {j.id: j.error.message for j in self.jobs.get_many([o.job_id for o in failed]) if j.error}
+        budget = self.config.tenant(name).monthly_budget
+        return {
+            "tenant": name,
+            "tenants": [t.name for t in self.config.tenants] if caller.is_admin else [name],
+            "admin": caller.is_admin,
+            "currency": self.config.currency,
+            "monthly_budget": None if budget is None else billing.decimal_text(budget),
+            "from": since.isoformat(),
+            "to": until.isoformat(),
+            "failed_jobs": [
+                {
+                    "id": o.job_id,
+                    "endpoint": o.endpoint,
+                    "deployment": o.deployment,
+                    "status": o.status,
+                    "mirrored": o.mirrored,
+                    "finished_at": o.finished_at.isoformat(),
+                    "error": {"code": o.error or "", "message": messages.get(o.job_id, "")},
+                }
+                for o in failed
+            ],
+        }
 
     def _usage_tenant(self, caller: Caller, requested: str | None, all_allowed: bool) -> str | None:
         """Whose usage the caller may read: its own; an admin key any tenant (all of them, where allowed)."""

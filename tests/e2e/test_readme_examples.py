@@ -1,17 +1,20 @@
 """The README's examples, run as pasted against the real local host with the example config (so the README
 stays true): every curl line of its bash blocks and every Python block that talks to the host."""
 
+import csv
+import io
 import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, RunningHost, start_host, stop_host
+from tests.conftest import ROOT, RunningHost, start_host, stop_host, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -57,6 +60,12 @@ def run(command: str, host: RunningHost) -> str:
     return result.stdout
 
 
+def billed_tokens(host: RunningHost) -> int:
+    """The demo tenant's tokens billed this month."""
+    with host.client(KEY) as c:
+        return int(c.get("/usage", params={"granularity": "month"}).json()["total_tokens"])
+
+
 def test_the_readme_has_examples_to_run() -> None:
     commands = curl_commands()
     assert len(commands) >= 8
@@ -80,6 +89,8 @@ def test_every_curl_example_works_as_pasted(example_host: RunningHost) -> None:
         commands = block_commands(block)
         if not commands:
             continue
+        if any("/usage" in c for c in commands):  # what the blocks before it used: billed within a second or so
+            wait_for(lambda: billed_tokens(example_host) > 0)
         # One shell per block, as a user pastes it: a variable one line sets is there for the next.
         script = "".join(f"{c}\nprintf '\\n{MARK}\\n'\n" for c in commands)
         outputs = run(script, example_host).split(MARK)
@@ -92,6 +103,10 @@ def test_every_curl_example_works_as_pasted(example_host: RunningHost) -> None:
                 assert "202" in out and "operation-location: /jobs/" in out.lower()
             elif "text/csv" in command:
                 assert out.strip().startswith("tenant,period_start,"), f"{command}\n{out}"
+                # The usage just made is in it: no dates that were right only in some month (issue 18).
+                rows = list(csv.DictReader(io.StringIO(out.strip())))
+                this_month = datetime.now(UTC).strftime("%Y-%m")
+                assert rows and all(r["period_start"].startswith(this_month) for r in rows), f"{command}\n{out}"
             else:
                 body = json.loads(out)
                 assert body.get("error") is None and "detail" not in body, f"{command}\n{out}"

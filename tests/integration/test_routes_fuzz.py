@@ -89,6 +89,9 @@ GETS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/docs"): (),
     ("GET", "/jobs/{job_id}"): (),
     ("DELETE", "/jobs/{job_id}"): (),
+    ("GET", "/dashboard"): (),
+    ("GET", "/dashboard/{asset:path}"): (),
+    ("GET", "/dashboard/summary"): ("tenant",),
 }
 NATIVE = {("POST", path) for path in POSTS} | set(GETS)
 V1 = "/v1"  # every route again under /v1 (an OpenAI `base_url` ending in /v1): the same handlers
@@ -100,6 +103,7 @@ PARAMS = {
     "{name}": NAMES,
     "{model_id}": NAMES,
     "{endpoint}": st.sampled_from(["linear-scorer", "LINEAR-SCORER", "all-MiniLM-L6-v2", "x"]) | TEXT,
+    "{asset:path}": st.sampled_from(["dashboard.js", "vendor/chart.umd.min.js", "../index.html", "vendor/"]) | TEXT,
 }
 
 
