@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     import onnxruntime
     from tokenizers import Tokenizer
 
-MAX_TOKENS = 512  # what one text is rated on: a classifier's window (longer texts are cut)
+MAX_TOKENS = 512  # a classifier's window: a longer text is rated window by window, each output at its highest
+OVERLAP = 64  # tokens two windows share, so a phrase across a window's edge is seen whole in one of them
 
 
 class ClassifyPayload(BaseModel):
@@ -53,6 +54,7 @@ class TextClassifierRuntime:
         self.intra_op_threads = intra_op_threads
         self._session: onnxruntime.InferenceSession | None = None
         self._tokenizer: Tokenizer | None = None
+        self._pad_id = 0
         self._lock = threading.Lock()
 
     def load(self) -> None:
@@ -75,8 +77,9 @@ class TextClassifierRuntime:
                     f"deployment {self.deployment.name}: the model has {outputs[-1]} outputs, "
                     f"`labels` names {len(self.deployment.labels)}"
                 )
-            tokenizer.enable_truncation(max_length=MAX_TOKENS)
-            tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0)
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            self._pad_id = tokenizer.token_to_id("[PAD]") or 0
             self._tokenizer, self._session = tokenizer, session
 
     def close(self) -> None:
@@ -91,13 +94,22 @@ class TextClassifierRuntime:
         self.load()
         assert self._tokenizer is not None and self._session is not None
         encodings = self._tokenizer.encode_batch(list(texts))
-        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        windows, owners = [], []
+        for i, encoding in enumerate(encodings):
+            step = MAX_TOKENS - OVERLAP
+            for start in range(0, max(1, len(encoding.ids) - OVERLAP), step):
+                windows.append(encoding.ids[start : start + MAX_TOKENS] or [self._pad_id])
+                owners.append(i)
+        width = max(len(w) for w in windows)
+        ids = np.asarray([w + [self._pad_id] * (width - len(w)) for w in windows], dtype=np.int64)
         try:
             (scores,) = self._session.run(None, {"input_ids": ids})
         except Exception as exc:
             raise ModelError(f"the classifier failed: {exc}") from exc
-        tokens = sum(sum(e.attention_mask) for e in encodings)
-        return [[float(x) for x in row] for row in scores], tokens
+        rows = np.full((len(encodings), scores.shape[1]), -np.inf, dtype=np.float64)
+        np.maximum.at(rows, np.asarray(owners), scores)
+        tokens = sum(len(e.ids) for e in encodings)
+        return [[float(x) for x in row] for row in rows], tokens
 
 
 class TextClassifierKind:

@@ -14,6 +14,7 @@ from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.bootstrap import Inferq
 from shared.domain.auth import Caller
+from shared.domain.content_safety import Category, Severity
 from shared.domain.errors import ContentFiltered
 from shared.domain.jobs import JobStatus, new_job_id
 from shared.schemas.chat import ChatCompletionsRequest
@@ -83,3 +84,10 @@ def test_the_text_classifier_kind_rates_texts_as_a_job(service: Inferq) -> None:
         {"sexual": "low", "violence": "medium"},
     ]
     assert done.result["usage"]["prompt_tokens"] == 2 + 2 + 3  # words, as its tokenizer splits them
+
+
+def test_a_text_longer_than_the_classifiers_window_is_rated_whole(service: Inferq) -> None:
+    classifier = service.config.deployment("safety-classifier")
+    runtime = service.registry.runtime(classifier)
+    long_text = "calm words " * 400 + "then a massacre"  # the trigger is token 803, past the 512-token window
+    assert runtime.classify([long_text, "calm words " * 400]) == [{Category.VIOLENCE: Severity.HIGH}, {}]  # type: ignore[attr-defined]
