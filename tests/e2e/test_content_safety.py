@@ -214,6 +214,10 @@ def test_the_azure_ai_inference_sdk_reads_the_annotations_and_the_refusal(host: 
     with ChatCompletionsClient(endpoint=host.url, credential=AzureKeyCredential(KEYS["acme"])) as sdk:
         cut = sdk.complete(messages=[UserMessage("Hello!")], model=MODEL, **GREEDY)
         assert cut.choices[0].finish_reason == "content_filter"
+        updates = list(sdk.complete(messages=[UserMessage("Hello!")], model=MODEL, stream=True, **GREEDY))
+        # The SDK skips an update without choices or usage (Azure's prompt annotation chunk too): the rest parse.
+        assert all(u.choices for u in updates[:-1])
+        assert [u.choices[0].finish_reason for u in updates if u.choices][-1] == "content_filter"
     assert refused.value.status_code == 400 and refused.value.error is not None
     assert refused.value.error.code == "content_filter"
     body = json.loads(refused.value.response.text())
@@ -228,6 +232,7 @@ def test_the_openai_sdk_reads_the_annotations_and_the_refusal(host: RunningHost)
         assert (result.choices[0].model_extra or {})["content_filter_results"]["sexual"]["severity"] == "safe"
         chunks = list(sdk.chat.completions.create(model=MODEL, messages=HELLO, stream=True, **GREEDY))  # type: ignore[call-overload]
         assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "content_filter"
+        assert not chunks[0].choices and (chunks[0].model_extra or {})["prompt_filter_results"][0]["prompt_index"] == 0
         with pytest.raises(BadRequestError) as refused:
             sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "massacre"}])
     assert refused.value.code == "content_filter"
