@@ -118,7 +118,8 @@ class TextClassifierKind:
     deterministic_usage = True
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> TextClassifierRuntime:
-        return TextClassifierRuntime(deployment, fetch(deployment.model.files), settings.intra_op_threads)
+        threads = deployment.intra_op_threads or settings.intra_op_threads
+        return TextClassifierRuntime(deployment, fetch(deployment.model.files), threads)
 
     def edge_tool(self, deployment: Deployment, fetch: Fetch) -> None:  # noqa: ARG002 (the protocol's)
         return None
