@@ -164,6 +164,7 @@ def bootstrap(
         registry=registry,
         cross_process=cross_process,
         dispatcher=dispatcher,
+        stream=stream,
         monotonic=monotonic,  # the rate limiters' clock
     )
     worker = Worker(

@@ -24,6 +24,7 @@ STATUS: dict[type[errors.InferqError], int] = {
     errors.AuthError: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,
+    errors.ContentFiltered: 400,
     errors.Conflict: 409,
     errors.InvalidInput: 422,
     errors.QuotaExceeded: 429,
@@ -37,6 +38,7 @@ JOB_ERROR_STATUS: dict[str, int] = {
     "InvalidInput": 422,
     "InvalidMessage": 422,
     "ScriptError": 400,  # the scoring script refused the request (most often its input)
+    "content_filter": 400,  # content safety refused the prompt
 }
 
 
@@ -88,7 +90,17 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = "1"
     elif isinstance(exc, errors.AuthError):
         headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, errors.ContentFiltered):
+        return error_response(content_filter_body(exc), status)
     return error_response(_jsonable(error_body(exc.code, exc.message)), status, headers)
+
+
+def content_filter_body(exc: errors.ContentFiltered) -> dict[str, Any]:
+    """Azure OpenAI's shape of a filtered prompt, which its clients read: the inner error names each category's
+    severity and whether it filtered, and the custom blocklists that matched."""
+    inner = {"code": "ResponsibleAIPolicyViolation", "content_filter_result": exc.result.annotation()}
+    error = {"code": exc.code, "message": exc.message, "param": "prompt", "status": 400, "innererror": inner}
+    return {"error": error}
 
 
 async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -52,7 +52,7 @@ async def stream_job(
         await run_in_threadpool(gw.end_stream, who, job.id, 0, True)
         gw.settle(submitted, job)
         return job_response(job, job_status(job))  # failed before the first token: a plain error status
-    renderer = chat.ChunkRenderer.of(body, job, deployment)
+    renderer = chat.ChunkRenderer.of(body, job, deployment, submitted.prompt_filter)
     return _stream(_events(gw, who, renderer, first, submitted), job)
 
 

@@ -18,13 +18,15 @@ from pydantic import BaseModel
 from shared.application import journal
 from shared.application.admission import Admission
 from shared.application.budgets import BudgetGuard
+from shared.application.content_safety import ContentSafety
 from shared.application.dispatch import Dispatcher, Outgoing
 from shared.application.unit_of_work import JobUpdates
 from shared.domain.auth import Caller, KeyDirectory
 from shared.domain.config import AppConfig, Deployment, Endpoint
-from shared.domain.errors import ConfigError, Conflict, Forbidden, NotFound, TransientError
+from shared.domain.content_safety import FilterResult, prompt_filter_results
+from shared.domain.errors import ConfigError, Conflict, ContentFiltered, Forbidden, NotFound, TransientError
 from shared.domain.jobs import Job, JobError, JobStatus, new_job_id
-from shared.domain.ports import BlobStore, JobQueue, JobSignals, JobStore
+from shared.domain.ports import BlobStore, JobQueue, JobSignals, JobStore, UsageStream
 from shared.domain.ratelimit import RateLimiter
 from shared.domain.rates import RateState
 from shared.domain.routing import Route, Router
@@ -32,6 +34,7 @@ from shared.runtimes.base import Edge, ExtraMode, Kind
 from shared.runtimes.registry import RuntimeRegistry
 from shared.runtimes.streams import StreamChunk, delete_chunks, read_chunks
 from shared.schemas.messages import JobMessage
+from shared.schemas.usage import Meter, usage_event
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class Submitted:
     created: bool
     rate: RateState | None = None  # the tenant's rate limits after this request
     estimated_tokens: int = 0  # what its admission reserved; settled to the real usage when the job ends
+    prompt_filter: list[dict[str, Any]] | None = None  # `prompt_filter_results`, where content safety is on
 
 
 class Gateway:
@@ -65,6 +69,7 @@ class Gateway:
         registry: RuntimeRegistry,
         cross_process: bool,
         dispatcher: Dispatcher,
+        stream: UsageStream | None = None,  # bills a prompt refused here (content safety), which no worker sees
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -81,6 +86,8 @@ class Gateway:
         self.registry = registry
         self.cross_process = cross_process  # a job may end in another process: signals alone can't tell
         self.dispatcher = dispatcher
+        self.stream = stream
+        self.safety = ContentSafety(config, registry)
 
     # --- who, where ----------------------------------------------------------------------------------------
     def authenticate(self, key: str | None) -> Caller:
@@ -152,10 +159,14 @@ class Gateway:
         hold = self.admission.admit(caller.tenant, deployment, estimate)
         try:
             payload = checked()
+            screened = self.safety.screen_prompt(caller.tenant, deployment, payload)
             job = Job.new(
                 job_id, caller.tenant, deployment.name, _request_hash(asked, payload), endpoint=route.endpoint.name
             )
-            job = self._enqueue(*self._outgoing(job, payload))
+            if screened is not None and screened.filtered:
+                job = self._refuse(job, deployment, payload, screened)
+            else:
+                job = self._enqueue(*self._outgoing(job, payload))
         except Conflict:  # the same key, sent concurrently: the other request made the job
             self.admission.release(hold, repeat=True)
             existing = self._own(caller, job_id)
@@ -166,10 +177,18 @@ class Gateway:
             self.admission.release(hold)
             raise
         self.admission.bind(job.id, hold)
+        if screened is not None and screened.filtered:
+            self.admission.settle(job)  # what it billed replaces what it reserved
+            raise ContentFiltered(
+                "The response was filtered due to the prompt triggering the deployment's content management policy "
+                f"({screened.describe()}).",
+                screened,
+            )
         journal.transition("accepted", job, endpoint=job.endpoint)
         for mirror in route.mirrors:
             self._mirror(job, mirror, payload)
-        return Submitted(job, created=True, rate=hold.rate, estimated_tokens=hold.tokens)
+        annotation = prompt_filter_results(screened) if screened is not None else None
+        return Submitted(job, created=True, rate=hold.rate, estimated_tokens=hold.tokens, prompt_filter=annotation)
 
     def _own(self, caller: Caller, job_id: str) -> Job | None:
         job = self.store.get(job_id)
@@ -263,6 +282,34 @@ class Gateway:
         return kind.render(job.result)
 
     # --- internals -----------------------------------------------------------------------------------------
+    def _refuse(self, job: Job, deployment: Deployment, payload: dict[str, Any], screened: FilterResult) -> Job:
+        """A prompt content safety refuses: never queued, recorded as a failed job that bills its input tokens
+        (Azure bills a filtered prompt: the service evaluated it), published now or kept with the job."""
+        self.store.create(job)  # no message: nothing runs it; Conflict for an idempotent repeat
+        tokens = self.safety.prompt_tokens(payload, self._edge_tool(deployment))
+        event = usage_event(
+            job_id=job.id,
+            tenant=job.tenant,
+            endpoint=job.endpoint,
+            deployment=deployment.name,
+            model=deployment.model_name,
+            meter=Meter.INPUT_TOKENS,
+            tokens=tokens,
+            time=job.created_at,
+        )
+        error = JobError(code=ContentFiltered.code, message=f"The prompt was filtered: {screened.describe()}.")
+        done = self.jobs.finish(job.id, JobStatus.FAILED, error=error, usage=(event,) if tokens else ())
+        assert done is not None  # nothing else knows the job yet
+        journal.transition("failed", done, since=done.created_at)
+        if done.usage and self.stream is not None:
+            try:
+                self.stream.publish(done.usage)
+            except TransientError as exc:  # kept with the job: the worker's publish timer sends it
+                log.warning("usage of job %s kept with it for a later publish: %s", job.id, exc)
+                return done
+            done = self.jobs.update(job.id, lambda fresh: fresh.published(), current=done) or done
+        return done
+
     def _edge_tool(self, deployment: Deployment) -> Any:
         try:
             return self.registry.edge_tool(deployment)

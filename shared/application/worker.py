@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.application import journal
+from shared.application.content_safety import ContentSafety
 from shared.application.outcomes import OutcomeBuffer
 from shared.application.unit_of_work import JobUpdates
 from shared.domain import deployment_stats
@@ -70,6 +71,7 @@ class Worker:
         self._running: Counter[str] = Counter()  # jobs running here, per tenant
         self._running_lock = threading.Lock()
         self.cross_process = cross_process  # a job may be cancelled by another process: its signal can't come
+        self.safety = ContentSafety(config, registry)
 
     def process(self, body: str | bytes) -> None:
         """Run one delivered job message. Returns normally when the message is done with (acknowledge it);
@@ -133,6 +135,7 @@ class Worker:
                 self.blobs,
                 stopped=self._stopped(job.id),
                 progress=lambda: self.signals.notify(job.id),
+                screen=None if job.mirrored else self.safety.screen(job.tenant, deployment),
             )
             output = kind.execute(work, payload, self.registry.runtime(deployment))
         except (PermanentJobError, InvalidInput) as exc:

@@ -20,6 +20,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from shared.domain.content_safety import Blocklist, Category, ContentSafetyPolicy, Severity
 from shared.domain.errors import ConfigError, NotFound
 from shared.schemas.usage import Meter
 
@@ -34,6 +35,7 @@ class RunnerKind(StrEnum):
     EMBEDDINGS = "embeddings"
     CHAT = "chat-completion"
     SCORE = "score"  # a user's scoring script with init() and run(raw_data), as on Azure ML
+    TEXT_CLASSIFIER = "text-classifier"  # an ONNX classifier that content safety rates text with
 
     @property
     def model_type(self) -> str:
@@ -42,7 +44,14 @@ class RunnerKind(StrEnum):
         return _MODEL_TYPES[self]
 
 
-_MODEL_TYPES = {RunnerKind.EMBEDDINGS: "embeddings", RunnerKind.CHAT: "chat_completion", RunnerKind.SCORE: "score"}
+_MODEL_TYPES = {
+    RunnerKind.EMBEDDINGS: "embeddings",
+    RunnerKind.CHAT: "chat_completion",
+    RunnerKind.SCORE: "score",
+    RunnerKind.TEXT_CLASSIFIER: "text_classification",
+}
+# A text classifier's output label: "<category>:<severity>" (what the label means), or "none" (ignored).
+Label = Annotated[str, Field(pattern=r"^((hate|sexual|violence|self_harm):(low|medium|high)|none)$")]
 
 
 class _Strict(BaseModel):
@@ -101,6 +110,9 @@ class Deployment(_Strict):
     # model runs fastest on one: on more, waking the pool for every small op costs more than the op.
     intra_op_threads: int | None = Field(default=None, ge=1)
     prices: dict[Meter, Decimal] = Field(default_factory=dict)
+    content_safety: ContentSafetyPolicy | None = None  # kind "chat-completion": prompts and completions screened
+    labels: tuple[Label, ...] = ()  # kind "text-classifier": what each of the model's outputs means, in order
+    label_threshold: float = Field(default=0.5, gt=0, lt=1)  # kind "text-classifier": an output this high is on
 
     @field_validator("prices")
     @classmethod
@@ -123,7 +135,30 @@ class Deployment(_Strict):
                 'folder `code.source`, with its sha256), e.g. script = "score.py" and [deployments.code] '
                 'source = "config/demo/scoring", files = { "score.py" = "<sha256>" }'
             )
+        if self.content_safety is not None and self.kind is not RunnerKind.CHAT:
+            raise ValueError(f"deployment {self.name!r}: `content_safety` is only for kind 'chat-completion'")
+        if (self.kind is RunnerKind.TEXT_CLASSIFIER) != bool(self.labels):
+            raise ValueError(
+                f'deployment {self.name!r}: `labels` (one per model output, e.g. "hate:high") is for kind '
+                "'text-classifier', which needs them"
+            )
         return self
+
+    @property
+    def safety(self) -> ContentSafetyPolicy | None:
+        """The content safety policy in force: None when off."""
+        return self.content_safety if self.content_safety is not None and self.content_safety.enabled else None
+
+    def rate(self, scores: list[float]) -> dict[Category, Severity]:
+        """A text classifier's outputs as severities: per category the highest severity of the labels on."""
+        rated: dict[Category, Severity] = {}
+        for label, score in zip(self.labels, scores, strict=False):
+            if label == "none" or score < self.label_threshold:
+                continue
+            category, severity = Category(label.split(":")[0]), Severity(label.split(":")[1])
+            if severity.rank > rated.get(category, Severity.SAFE).rank:
+                rated[category] = severity
+        return rated
 
 
 class Endpoint(_Strict):
@@ -167,6 +202,7 @@ class Tenant(_Strict):
     monthly_budget: Decimal | None = None
     requests_per_minute: int | None = Field(default=None, gt=0)  # rate limits, per HTTP instance
     tokens_per_minute: int | None = Field(default=None, gt=0)
+    blocklists: tuple[Blocklist, ...] = ()  # screened on every deployment with content safety on
 
 
 class AppConfig(_Strict):
@@ -186,6 +222,19 @@ class AppConfig(_Strict):
             duplicate = _duplicate(names)
             if duplicate is not None:
                 raise ValueError(f"{label}: duplicate name {duplicate!r} (names are case-insensitive)")
+        return self
+
+    @model_validator(mode="after")
+    def _classifiers_resolve(self) -> AppConfig:
+        kinds = {d.name.lower(): d.kind for d in self.deployments}
+        for i, d in enumerate(self.deployments):
+            name = d.content_safety.classifier if d.content_safety is not None else None
+            if name is not None and kinds.get(name.lower()) is not RunnerKind.TEXT_CLASSIFIER:
+                classifiers = [c.name for c in self.deployments if c.kind is RunnerKind.TEXT_CLASSIFIER]
+                raise ValueError(
+                    f"deployments.{i}.content_safety.classifier: {name!r} is not a deployment of kind "
+                    f"'text-classifier' (those: {', '.join(classifiers) or 'none'})"
+                )
         return self
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ InferqError
 ├── NotFound                  unknown model, job, or another tenant's job
 ├── Conflict                  a state that forbids the operation (cancel a running job, reused key)
 ├── InvalidInput              bad request content (loc names the parameter) — permanent
+├── ContentFiltered           a prompt its deployment's content safety refuses (result: what it found)
 ├── QuotaExceeded             a spending limit is reached (retry_after_s)
 │   └── RateLimited           a tenant's requests or tokens per minute are used up (state: the limits)
 ├── PermanentJobError         the job can't succeed: fail it, don't retry
@@ -23,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shared.domain.content_safety import FilterResult
     from shared.domain.rates import RateState
 
 
@@ -61,6 +63,14 @@ class InvalidInput(InferqError):
         super().__init__(message)
         self.loc = loc
         self.input = input
+
+
+class ContentFiltered(InferqError):
+    code = "content_filter"  # Azure OpenAI's code, which clients test for
+
+    def __init__(self, message: str, result: FilterResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class QuotaExceeded(InferqError):

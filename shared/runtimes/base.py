@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from shared.domain.config import Deployment, RunnerKind
+from shared.domain.content_safety import TextScreen
 from shared.domain.errors import InvalidInput
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.domain.ports import BlobStore
@@ -63,6 +64,7 @@ class Work:
     blobs: BlobStore  # streamed chunks
     stopped: Callable[[], bool]  # the job was cancelled meanwhile
     progress: Callable[[], None] = lambda: None  # a chunk was written: wake the relay
+    screen: TextScreen | None = None  # content safety of the job's deployment and tenant, where it is on
 
 
 @dataclass(frozen=True)

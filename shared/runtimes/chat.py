@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from shared.domain.config import Deployment, RunnerKind
+from shared.domain.content_safety import FilterResult, TextScreen, prompt_filter_results
 from shared.domain.errors import InvalidInput, ModelError
 from shared.domain.jobs import Job, JobError, JobStatus
 from shared.domain.ports import BlobStore
@@ -202,6 +203,23 @@ def parse(payload: dict[str, Any]) -> Request:
     return request
 
 
+def prompt_texts(payload: dict[str, Any]) -> list[str]:
+    """The texts of a checked payload that content safety screens: each message's, or the prompt."""
+    request = parse(payload)
+    if isinstance(request, ChatCompletionsRequest):
+        return [m.text for m in request.messages]
+    return request.prompts
+
+
+def prompt_tokens(payload: dict[str, Any], counter: PromptTokens) -> int:
+    """A checked payload's prompt tokens as the edge counts them (a prompt refused there bills these)."""
+    request = parse(payload)
+    if isinstance(request, ChatCompletionsRequest):
+        counted = counter.count_chat(_template_messages(request))
+        return counted if counted is not None else counter.count_text("\n".join(prompt_texts(payload)))
+    return counter.count_text(request.prompts[0])
+
+
 def execute(
     job: Job,
     payload: dict[str, Any],
@@ -210,8 +228,11 @@ def execute(
     blobs: BlobStore,
     stopped: Callable[[], bool],
     progress: Callable[[], None] = lambda: None,
+    screen: TextScreen | None = None,
 ) -> TaskOutput:
-    """Generate; with `stream`, write chunks as they come. `stopped()` says the job was cancelled meanwhile."""
+    """Generate; with `stream`, write chunks as they come. `stopped()` says the job was cancelled meanwhile.
+    With a content `screen`, the prompt is screened first, and the text so far at every chunk boundary: a hit
+    drops the text since the last boundary and ends the generation with finish_reason "content_filter"."""
     request = parse(payload)
     check(request, deployment, "pass-through", None)
     if request.stream and job.attempts > 1 and (interrupted := _interrupted(job, blobs)):
@@ -221,6 +242,10 @@ def execute(
     else:
         input_ids = runner.encode_text(request.prompts[0])
     check_context(len(input_ids), runner.context_length, request)
+    prompt_filter = screen.screen(prompt_texts(payload)) if screen is not None else None
+    if prompt_filter is not None and prompt_filter.filtered:  # queued directly: the edge did not screen it
+        refused = JobError(code="content_filter", message=f"The prompt was filtered: {prompt_filter.describe()}.")
+        return TaskOutput(None, _usage(len(input_ids), 0), JobStatus.FAILED, refused)
     max_new = min(request.token_limit or deployment.max_tokens, runner.context_length - len(input_ids))
     generation = runner.generate(input_ids, _options(request, max_new))
     writer = StreamWriter(blobs, job.id, progress) if request.stream else None
@@ -229,21 +254,30 @@ def execute(
     pieces: list[str] = []
     status: JobStatus = JobStatus.SUCCEEDED
     error: JobError | None = None
+    guard = _Guard(screen)
     try:
         for piece in generation:
             pieces.append(piece)
             if writer is not None:
                 writer.add("" if held else piece)
             if cadence.tick():
+                if not guard.passes(pieces):
+                    break
                 if writer is not None:
                     writer.flush(generation.prompt_tokens, generation.completion_tokens)
                 if stopped():
                     status = JobStatus.CANCELLED
                     break
+        else:
+            guard.passes(pieces)  # the rest, before it is written
     except ModelError as exc:
         status, error = JobStatus.FAILED, JobError(code=exc.code, message=exc.message)
     finally:
         generation.close()
+    if guard.cut:
+        del pieces[guard.clean :]  # what was not shown yet, and won't be
+        if writer is not None:
+            writer.drop_pending()
     usage = _usage(generation.prompt_tokens, generation.completion_tokens)
     if status is JobStatus.CANCELLED:
         if writer is not None:
@@ -253,11 +287,37 @@ def execute(
         writer.flush(generation.prompt_tokens, generation.completion_tokens)  # the rest, before the job ends
     if status is JobStatus.FAILED:
         return TaskOutput(None, usage, status, error)
-    return TaskOutput(_response(job, deployment, request, generation, "".join(pieces)), usage)
+    text = "".join(pieces)
+    return TaskOutput(_response(job, deployment, request, generation, text, prompt_filter, guard.result), usage)
+
+
+class _Guard:
+    """Screens the completion so far at each chunk boundary; `clean` pieces passed the last screening."""
+
+    def __init__(self, screen: TextScreen | None) -> None:
+        self.screen = screen
+        self.clean = 0
+        self.cut = False
+        self.result: FilterResult | None = FilterResult() if screen is not None else None
+
+    def passes(self, pieces: list[str]) -> bool:
+        if self.screen is None or self.cut:
+            return not self.cut
+        self.result = self.screen.screen(["".join(pieces)])
+        self.cut = self.result.filtered
+        if not self.cut:
+            self.clean = len(pieces)
+        return not self.cut
 
 
 def _response(
-    job: Job, deployment: Deployment, request: Request, generation: Generation, text: str
+    job: Job,
+    deployment: Deployment,
+    request: Request,
+    generation: Generation,
+    text: str,
+    prompt_filter: FilterResult | None = None,
+    completion_filter: FilterResult | None = None,
 ) -> ChatCompletion | TextCompletion:
     counts = Usage(
         prompt_tokens=generation.prompt_tokens,
@@ -265,17 +325,35 @@ def _response(
         total_tokens=generation.prompt_tokens + generation.completion_tokens,
     )
     finish: FinishReason = generation.finish_reason or "length"
+    if completion_filter is not None and completion_filter.filtered:
+        finish = "content_filter"
     created, model = int(job.created_at.timestamp()), deployment.model_name
+    prompt_results = prompt_filter_results(prompt_filter) if prompt_filter is not None else None
+    results = completion_filter.annotation() if completion_filter is not None else None
     if isinstance(request, ChatCompletionsRequest):
         calls = _tool_calls(request, text, job.id) if finish == "stop" else None
         if calls:
             message, finish = AssistantMessage(content=None, tool_calls=calls), "tool_calls"
         else:
             message = AssistantMessage(content=text)
-        choice = ChatChoice(message=message, finish_reason=finish, logprobs=_logprobs(request, generation))
-        return ChatCompletion(id=job.id, created=created, model=model, choices=[choice], usage=counts)
-    choices = [TextChoice(text=text, finish_reason=finish)]
-    return TextCompletion(id=job.id, created=created, model=model, choices=choices, usage=counts)
+        choice = ChatChoice(
+            message=message,
+            finish_reason=finish,
+            logprobs=_logprobs(request, generation),
+            content_filter_results=results,
+        )
+        return ChatCompletion(
+            id=job.id,
+            created=created,
+            model=model,
+            prompt_filter_results=prompt_results,
+            choices=[choice],
+            usage=counts,
+        )
+    choices = [TextChoice(text=text, finish_reason=finish, content_filter_results=results)]
+    return TextCompletion(
+        id=job.id, created=created, model=model, prompt_filter_results=prompt_results, choices=choices, usage=counts
+    )
 
 
 def _logprobs(request: ChatCompletionsRequest, generation: Generation) -> ChoiceLogprobs | None:
@@ -314,15 +392,21 @@ class ChunkRenderer:
     model: str
     include_usage: bool
     held: bool = False  # the worker held the text back (it may be a tool call): the closing carries it
+    prompt_filter: list[dict[str, Any]] | None = None  # content safety's prompt annotation, where it is on
 
     @classmethod
-    def of(cls, request: Request, job: Job, deployment: Deployment) -> ChunkRenderer:
+    def of(
+        cls, request: Request, job: Job, deployment: Deployment, prompt_filter: list[dict[str, Any]] | None = None
+    ) -> ChunkRenderer:
         chat = isinstance(request, ChatCompletionsRequest)
         created, model = int(job.created_at.timestamp()), deployment.model_name
-        return cls(chat, job.id, created, model, request.include_usage, _may_call_tools(request))
+        return cls(chat, job.id, created, model, request.include_usage, _may_call_tools(request), prompt_filter)
 
     def opening(self) -> list[dict[str, Any]]:
-        return [self._chunk({"role": "assistant", "content": ""}, None)] if self.chat else []
+        # As Azure OpenAI streams it: the prompt's annotation first, in a chunk of its own with no choices.
+        annotated = [{**self._chunk({}, None), "choices": [], "prompt_filter_results": self.prompt_filter}]
+        role = [self._chunk({"role": "assistant", "content": ""}, None)] if self.chat else []
+        return (annotated if self.prompt_filter is not None else []) + role
 
     def content(self, text: str) -> dict[str, Any]:
         return self._chunk({"content": text} if self.chat else text, None)
@@ -333,7 +417,10 @@ class ChunkRenderer:
             return [{"error": {"code": error.code, "message": error.message}}]
         result = _result(job.result)
         chunks = self._held(result)
-        chunks.append(self._chunk({} if self.chat else "", result.choices[0].finish_reason))
+        last = self._chunk({} if self.chat else "", result.choices[0].finish_reason)
+        if (annotation := result.choices[0].content_filter_results) is not None:
+            last["choices"][0]["content_filter_results"] = annotation
+        chunks.append(last)
         if self.include_usage:
             chunks.append({**self._chunk({}, None), "choices": [], "usage": result.usage.model_dump()})
         return chunks
@@ -546,7 +633,9 @@ class ChatKind:
         return estimate(deployment, payload)
 
     def execute(self, work: Work, payload: dict[str, Any], runtime: ChatRuntime) -> TaskOutput:
-        return execute(work.job, payload, work.deployment, runtime, work.blobs, work.stopped, work.progress)
+        return execute(
+            work.job, payload, work.deployment, runtime, work.blobs, work.stopped, work.progress, work.screen
+        )
 
     def render(self, result: dict[str, Any]) -> Any:
         return result

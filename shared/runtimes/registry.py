@@ -13,7 +13,7 @@ from typing import Any, Literal
 from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import ConfigError, ModelNotBuilt
 from shared.domain.ports import ModelSource
-from shared.runtimes import chat, embeddings, score
+from shared.runtimes import chat, embeddings, score, text_classifier
 from shared.runtimes.base import Kind, Runtime
 from shared.settings import Settings
 
@@ -21,6 +21,7 @@ KINDS: Mapping[RunnerKind, Kind[Any]] = {
     RunnerKind.EMBEDDINGS: embeddings.KIND,
     RunnerKind.CHAT: chat.KIND,
     RunnerKind.SCORE: score.KIND,
+    RunnerKind.TEXT_CLASSIFIER: text_classifier.KIND,
 }
 
 

@@ -85,6 +85,11 @@ class StreamWriter:
         self._unflushed_tokens = 0
         self._written()
 
+    def drop_pending(self) -> None:
+        """Forget the text added since the last flush: it is never written."""
+        self._pending.clear()
+        self._unflushed_tokens = 0
+
     def discard(self) -> None:
         """Nobody will relay the rest (the stream was cancelled): delete what was written."""
         delete_chunks(self._blobs, self._job_id, 0, self.written)

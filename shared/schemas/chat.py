@@ -15,7 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-FinishReason = Literal["stop", "length", "tool_calls"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+ANNOTATIONS = ("prompt_filter_results", "content_filter_results")  # content safety's, only where it is on
 
 
 class TextPart(BaseModel):
@@ -203,33 +204,49 @@ class ChoiceLogprobs(BaseModel):
     content: list[TokenLogprob]
 
 
-class ChatChoice(BaseModel):
+class _Annotated(BaseModel):
+    """A response part that carries content safety annotations when its deployment screens content."""
+
+    @model_serializer(mode="wrap")
+    def _without_absent_annotations(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in ANNOTATIONS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
+
+
+class ChatChoice(_Annotated):
     index: int = 0
     message: AssistantMessage
     finish_reason: FinishReason
     logprobs: ChoiceLogprobs | None = None
+    content_filter_results: dict[str, Any] | None = None
 
 
-class ChatCompletion(BaseModel):
+class ChatCompletion(_Annotated):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
+    prompt_filter_results: list[dict[str, Any]] | None = None
     choices: list[ChatChoice]
     usage: Usage
 
 
-class TextChoice(BaseModel):
+class TextChoice(_Annotated):
     index: int = 0
     text: str
     finish_reason: FinishReason
     logprobs: None = None
+    content_filter_results: dict[str, Any] | None = None
 
 
-class TextCompletion(BaseModel):
+class TextCompletion(_Annotated):
     id: str
     object: Literal["text_completion"] = "text_completion"
     created: int
     model: str
+    prompt_filter_results: list[dict[str, Any]] | None = None
     choices: list[TextChoice]
     usage: Usage

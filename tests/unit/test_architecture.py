@@ -16,7 +16,12 @@ CONTRACTS = [c["id"] for c in tomllib.loads(PYPROJECT.read_text())["tool"]["impo
 # Each kind of model is one module that owns what that kind means; nothing else switches on the kind. A kind's
 # module names its own kind once (`kind = RunnerKind.CHAT`), which is a declaration, not a switch.
 KIND_SWITCHERS = {"shared/runtimes/registry.py", "shared/domain/config.py"}
-KIND_MODULES = {"shared/runtimes/embeddings.py", "shared/runtimes/chat.py", "shared/runtimes/score.py"}
+KIND_MODULES = {
+    "shared/runtimes/embeddings.py",
+    "shared/runtimes/chat.py",
+    "shared/runtimes/score.py",
+    "shared/runtimes/text_classifier.py",
+}
 
 
 def test_the_import_rules_are_configured() -> None:
