@@ -18,9 +18,10 @@ from pydantic import BaseModel
 from shared.application import journal
 from shared.application.admission import Admission
 from shared.application.budgets import BudgetGuard
+from shared.application.credentials import Credentials
 from shared.application.dispatch import Dispatcher, Outgoing
 from shared.application.unit_of_work import JobUpdates
-from shared.domain.auth import Caller, KeyDirectory
+from shared.domain.auth import Caller
 from shared.domain.config import AppConfig, Deployment, Endpoint
 from shared.domain.errors import ConfigError, Conflict, Forbidden, NotFound, TransientError
 from shared.domain.jobs import Job, JobError, JobStatus, new_job_id
@@ -65,6 +66,7 @@ class Gateway:
         registry: RuntimeRegistry,
         cross_process: bool,
         dispatcher: Dispatcher,
+        credentials: Credentials,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -75,7 +77,7 @@ class Gateway:
         self.blobs = blobs
         self.signals = signals
         self.jobs = JobUpdates(store, blobs, signals)
-        self.keys = KeyDirectory(config)
+        self.credentials = credentials
         rates = RateLimiter(config.tenants, clock=monotonic)
         self.admission = Admission(budgets, rates, store, signals, monotonic)
         self.registry = registry
@@ -83,8 +85,9 @@ class Gateway:
         self.dispatcher = dispatcher
 
     # --- who, where ----------------------------------------------------------------------------------------
-    def authenticate(self, key: str | None) -> Caller:
-        return self.keys.authenticate(key)
+    def authenticate(self, credential: str | None) -> Caller:
+        """The caller an API key or a bearer token names (may read the config file or a key set: see `ready`)."""
+        return self.credentials.authenticate(credential)
 
     def route(self, model: str | None, header: str | None, kind: Kind[Any] | None = None) -> Route:
         """The deployment that serves a request to endpoint `model` (and the mirrors that get a copy)."""
@@ -153,7 +156,12 @@ class Gateway:
         try:
             payload = checked()
             job = Job.new(
-                job_id, caller.tenant, deployment.name, _request_hash(asked, payload), endpoint=route.endpoint.name
+                job_id,
+                caller.tenant,
+                deployment.name,
+                _request_hash(asked, payload),
+                endpoint=route.endpoint.name,
+                key_id=caller.key_id,
             )
             job = self._enqueue(*self._outgoing(job, payload))
         except Conflict:  # the same key, sent concurrently: the other request made the job
@@ -305,6 +313,7 @@ class Gateway:
             job.request_hash,
             endpoint=job.endpoint,
             mirrored=True,
+            key_id=job.key_id,
         )
         try:
             self._enqueue(*self._outgoing(mirror, copy))
