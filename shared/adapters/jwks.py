@@ -8,17 +8,19 @@ import json
 import logging
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 
 from shared.domain.auth_config import Issuer
 from shared.domain.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
+
+MAX_DOCUMENT_BYTES = 1024 * 1024  # a key set is a few KiB; what is past this is not read
 
 
 class JwksKeys:
@@ -63,7 +65,7 @@ class JwksKeys:
         try:
             document = self._read()
             keys = _signing_keys(document)
-        except (OSError, ValueError, httpx.HTTPError, jwt.PyJWTError) as exc:
+        except (OSError, ValueError, jwt.PyJWTError) as exc:  # URLError and HTTPError are OSErrors
             log.warning("signing keys of %s not read (keeping %d known): %s", self._name, len(self._keys), exc)
             return
         self._keys, self._read_at = keys, self._tried_at
@@ -95,22 +97,22 @@ def signing_keys(issuer: Issuer, *, cache_s: float, refresh_min_s: float, timeou
             refresh_min_s=min(refresh_min_s, 1.0),  # a local file is cheap to read again
         )
 
+    def get(url: str) -> dict[str, Any]:  # the standard library's client: the package needs nothing more
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"{url}: not an http(s) URL")
+        request = urllib.request.Request(url, headers={"accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return _json(response.read(MAX_DOCUMENT_BYTES).decode("utf-8"))
+
     def fetch() -> dict[str, Any]:
-        with httpx.Client(timeout=timeout_s, follow_redirects=True) as client:
-            uri = issuer.jwks_uri
-            if uri is None:
-                metadata = _json(_ok(client.get(issuer.metadata_url or "")).text)
-                uri = metadata.get("jwks_uri")
-                if not isinstance(uri, str):
-                    raise ValueError(f"{issuer.metadata_url}: no jwks_uri in the OIDC metadata")
-            return _json(_ok(client.get(uri)).text)
+        uri = issuer.jwks_uri
+        if uri is None:
+            uri = get(issuer.metadata_url or "").get("jwks_uri")
+            if not isinstance(uri, str):
+                raise ValueError(f"{issuer.metadata_url}: no jwks_uri in the OIDC metadata")
+        return get(uri)
 
     return JwksKeys(fetch, name=issuer.key_source, cache_s=cache_s, refresh_min_s=refresh_min_s)
-
-
-def _ok(response: httpx.Response) -> httpx.Response:
-    response.raise_for_status()
-    return response
 
 
 def _json(text: str) -> dict[str, Any]:
