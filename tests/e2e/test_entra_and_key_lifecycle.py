@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from azure.ai.inference import EmbeddingsClient
+from azure.core.credentials import AccessToken
 from openai import AuthenticationError, OpenAI
 from typer.testing import CliRunner
 
@@ -75,6 +78,36 @@ def test_a_token_from_the_sdk_is_served_billed_to_its_tenant_and_named_in_the_us
         with pytest.raises(AuthenticationError) as refused:
             forged.embeddings.create(model=MODEL, input=["Signed by someone else."])
     assert "signature does not verify" in str(refused.value)
+
+
+class EntraCredential:
+    """A TokenCredential (what DefaultAzureCredential is): hands the SDK a token for the scope it asks for."""
+
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **_: object) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken(KEY.sign(), int(time.time()) + 3600)
+
+
+def test_azure_ai_inference_with_a_token_credential_is_served_as_its_tenant(
+    entra_host: tuple[RunningHost, Path],
+) -> None:
+    host, _ = entra_host
+    credential = EntraCredential()
+
+    def named() -> list[dict[str, object]]:
+        return [row for row in usage_log_rows(host) if row["key_id"] == f"entra:{ACME_OID}"]
+
+    before = len(named())
+    scope = "api://inferq/.default"
+    with EmbeddingsClient(endpoint=host.url, credential=credential, credential_scopes=[scope]) as client:
+        # The SDK sends bearer tokens over https only; the local host is http.
+        result = client.embed(input=["Entra ID from azure-ai-inference."], model=MODEL, enforce_https=False)
+    assert len(result.data[0].embedding) == 384 and credential.scopes == [(scope,)]
+    wait_for(lambda: len(named()) > before)
+    assert all(row["tenant"] == "acme" for row in named())
 
 
 def status(host: RunningHost, key: str) -> tuple[int, str]:
