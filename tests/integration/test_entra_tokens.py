@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from shared.bootstrap import Inferq, bootstrap
 from shared.domain.config import load_config
+from shared.domain.tokens import TokenRejected
 from shared.settings import Settings
 from tests.conftest import KEYS, app_client, write_config
 from tests.tokens import ACME_OID, ADMIN_OID, AUDIENCE, ISSUER, JwksServer, SigningKey, issuer_toml, jwks_server
@@ -76,10 +77,13 @@ def KEY_CLAIMS() -> dict[str, object]:  # noqa: N802
     return jwt.decode(KEY.sign(), options={"verify_signature": False})
 
 
-NOW = int(time.time())
+def now() -> int:
+    return int(time.time())
+
+
 BAD: dict[str, tuple[Callable[[], str], str]] = {
-    "expired": (lambda: KEY.sign(exp=NOW - 3600, iat=NOW - 7200, nbf=NOW - 7200), "Token expired."),
-    "not yet valid": (lambda: KEY.sign(nbf=NOW + 3600, iat=NOW + 3600), "Token not valid yet"),
+    "expired": (lambda: KEY.sign(exp=now() - 3600, iat=now() - 7200, nbf=now() - 7200), "Token expired."),
+    "not yet valid": (lambda: KEY.sign(nbf=now() + 3600, iat=now() + 3600), "Token not valid yet"),
     "wrong audience": (lambda: KEY.sign(aud="api://someone-else"), "audience (aud) not accepted"),
     "wrong issuer": (lambda: KEY.sign(iss="https://sts.example.invalid/"), "issuer (iss) not trusted"),
     "unsigned": (lambda: jwt.encode(KEY_CLAIMS(), None, algorithm="none"), "algorithm 'none' not accepted"),
@@ -184,3 +188,15 @@ def test_an_unreachable_issuer_is_503_not_401(tmp_path: Path) -> None:
         r = c.get("/usage", headers=bearer(KEY.sign()))
     assert r.status_code == 503 and "signing keys" in r.json()["error"]["message"]
     assert ISSUER and AUDIENCE  # the issuer and audience the tokens carry (tests/tokens.py)
+
+
+def test_clock_skew_within_the_leeway_is_allowed(tmp_path: Path, jwks: JwksServer) -> None:
+    source = f'jwks_uri = "{jwks.jwks_uri}"'
+    lenient = service_for(tmp_path / "lenient", source)  # INFERQ_AUTH_LEEWAY_S: 60 by default
+    strict = service_for(tmp_path / "strict", source, auth_leeway_s=0)
+    just_expired = KEY.sign(exp=now() - 20, iat=now() - 600, nbf=now() - 600)
+    from_a_fast_clock = KEY.sign(nbf=now() + 20, iat=now() + 20)
+    for token in (just_expired, from_a_fast_clock):
+        assert lenient.gateway.authenticate(token).tenant == "acme"
+        with pytest.raises(TokenRejected):
+            strict.gateway.authenticate(token)
