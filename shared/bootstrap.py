@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import cache, lru_cache
 
 from shared.adapters.files import FileBlobStore
+from shared.adapters.jwks import signing_keys
 from shared.adapters.model_source import ModelSources
 from shared.adapters.signals import InProcessJobSignals, WatchingJobSignals
 from shared.adapters.sqlite.db import SqliteDatabase
@@ -24,6 +25,7 @@ from shared.adapters.sqlite.stats import SqliteDeploymentStats
 from shared.adapters.sqlite.usage_log import SqliteUsageLog
 from shared.application.billing import Billing
 from shared.application.budgets import BudgetGuard
+from shared.application.credentials import ConfigWatch, Credentials
 from shared.application.dispatch import Dispatcher
 from shared.application.gateway import Gateway
 from shared.application.readiness import ReadinessProbe
@@ -81,6 +83,7 @@ def bootstrap(
     settings: Settings,
     *,
     config: AppConfig | None = None,
+    config_loader: Callable[[], AppConfig] | None = None,
     queue: JobQueue | None = None,
     poison: JobQueue | None = None,
     store: JobStore | None = None,
@@ -96,7 +99,12 @@ def bootstrap(
     monotonic: Callable[[], float] = time.monotonic,
     clock: Callable[[], datetime] = utcnow,
 ) -> Inferq:
-    config = config or load_config(settings.config)
+    # A config read here (or by the caller's loader) is followed as the file changes, for its credentials; one
+    # passed in (tests) stays as it is.
+    watch = None
+    if config is None:
+        load = config_loader or (lambda: load_config(settings.config))
+        config, watch = load(), ConfigWatch(settings.config, load, settings.config_reload_s)
     db = cache(lambda: SqliteDatabase(settings.db_path))  # opened only if an embedded adapter is used
     cross_process = settings.backend == "azure"
     if settings.backend == "azure":
@@ -165,6 +173,17 @@ def bootstrap(
         cross_process=cross_process,
         dispatcher=dispatcher,
         stream=stream,
+        credentials=Credentials(
+            config,
+            keys_for=lambda issuer: signing_keys(
+                issuer,
+                cache_s=settings.jwks_cache_s,
+                refresh_min_s=settings.jwks_refresh_min_s,
+                timeout_s=settings.jwks_timeout_s,
+            ),
+            leeway_s=settings.auth_leeway_s,
+            watch=watch,
+        ),
         monotonic=monotonic,  # the rate limiters' clock
     )
     worker = Worker(

@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     # 404. Unset: "key" on the embedded backend, "off" on Azure (a deployment publishes no schema unless told to).
     docs: Literal["off", "key"] | None = None
 
+    # Credentials. The running process re-reads the config file's keys and token issuers when the file changed,
+    # checked at most every `config_reload_s` (a cheap stat). Tokens: `auth_leeway_s` of clock skew is allowed on
+    # exp/nbf; an issuer's key set is cached `jwks_cache_s` and re-read for an unknown kid at most every
+    # `jwks_refresh_min_s`, waiting at most `jwks_timeout_s`.
+    config_reload_s: float = Field(default=5.0, ge=0)
+    auth_leeway_s: float = Field(default=60.0, ge=0)
+    jwks_cache_s: float = Field(default=3600.0, gt=0)
+    jwks_refresh_min_s: float = Field(default=60.0, ge=0)
+    jwks_timeout_s: float = Field(default=5.0, gt=0)
+
     # Queue semantics (Azure Storage Queue + Functions host defaults)
     visibility_timeout_s: float = 60.0
     max_dequeue_count: int = 5

@@ -1,12 +1,14 @@
 """The `inferq` command line: parses arguments and calls the handlers in shared/; prints with rich.
 
-Config edits (`keys`) go to the TOML file the host reads at start: a running host sees them after a restart.
+Config edits (`keys`) go to the TOML file the host reads: a running host follows its keys within
+INFERQ_CONFIG_RELOAD_S (tenants and everything else after a restart).
 `usage` and `jobs` ask a running deployment (`--url`, with `--key`) over its HTTP API, or without `--url` read the
 local host's data (INFERQ_DATA_DIR, SQLite) through the same handlers the API calls."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,15 +67,24 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 # --- keys ----------------------------------------------------------------------------------------------------
 @keys_app.command("create")
-def keys_create(tenant: Annotated[str, typer.Option(help="The tenant's name")], config: ConfigOpt = None) -> None:
-    """Create a key for a tenant: printed once (only its sha256 is stored). A running host needs a restart."""
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant's name")],
+    expires: Annotated[str | None, typer.Option(help="RFC 3339 time after which it is refused")] = None,
+    key_id: Annotated[
+        str | None, typer.Option("--id", help="Its id in usage records (default: its sha256's start)")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a key for a tenant: printed once (only its sha256 is stored). A running host uses it within
+    INFERQ_CONFIG_RELOAD_S."""
     path = _config_path(config)
     try:
-        key = config_file.create_key(path, tenant)
+        when = config_file.parse_expiry(expires) if expires is not None else None
+        key = config_file.create_key(path, tenant, key_id=key_id, expires=when)
     except InferqError as exc:
         raise _fail(exc.message) from None
     print(key)  # stdout: the key alone, for scripts
-    err.print(f"added to tenant {tenant!r} in {path} (shown once; restart the host to use it)", highlight=False)
+    err.print(f"added to tenant {tenant!r} in {path} (shown once)", highlight=False)
 
 
 @keys_app.command("revoke")
@@ -81,15 +92,54 @@ def keys_revoke(
     tenant: Annotated[str, typer.Option(help="The tenant's name")],
     key: Annotated[str | None, typer.Option(help="The key to revoke")] = None,
     sha256: Annotated[str | None, typer.Option(help="Or its sha256")] = None,
+    key_id: Annotated[str | None, typer.Option("--id", help="Or its id (`inferq keys list`)")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Revoke a tenant's key (by the key or its sha256). A running host needs a restart."""
+    """Revoke a tenant's key (by the key, its sha256 or its id). A running host refuses it within
+    INFERQ_CONFIG_RELOAD_S."""
     path = _config_path(config)
     try:
-        digest = config_file.revoke_key(path, tenant, key=key, sha256=sha256)
+        removed = config_file.revoke_key(path, tenant, key=key, sha256=sha256, key_id=key_id)
     except InferqError as exc:
         raise _fail(exc.message) from None
-    err.print(f"revoked key {digest} of tenant {tenant!r} in {path} (restart the host)", highlight=False)
+    err.print(f"revoked key {removed!r} of tenant {tenant!r} in {path}", highlight=False)
+
+
+@keys_app.command("expire")
+def keys_expire(
+    tenant: Annotated[str, typer.Option(help="The tenant's name")],
+    key_id: Annotated[str, typer.Option("--id", help="The key's id (`inferq keys list`)")],
+    at: Annotated[str, typer.Option(help="RFC 3339 time from which it is refused")],
+    config: ConfigOpt = None,
+) -> None:
+    """Give a key an expiry (rotation: the old key keeps working until then). A running host follows it within
+    INFERQ_CONFIG_RELOAD_S."""
+    path = _config_path(config)
+    try:
+        config_file.expire_key(path, tenant, key_id, config_file.parse_expiry(at))
+    except InferqError as exc:
+        raise _fail(exc.message) from None
+    err.print(f"key {key_id!r} of tenant {tenant!r} expires {at} ({path})", highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="One tenant; default: all")] = None, config: ConfigOpt = None
+) -> None:
+    """Every tenant's keys by id, with their expiry (never the keys; hashes are not shown either)."""
+    try:
+        loaded = load_config(_config_path(config))
+    except InferqError as exc:
+        raise _fail(exc.message, 2) from None
+    now = datetime.now(UTC)
+    table = Table("tenant", "key id", "expires", "status", title="API keys")
+    for t in loaded.tenants:
+        if tenant is not None and t.name != tenant:
+            continue
+        for k in t.api_keys:
+            status = "expired" if k.expires is not None and k.expires <= now else "active"
+            table.add_row(t.name, k.key_id, k.expires.isoformat() if k.expires else "-", status)
+    _out().print(table)
 
 
 # --- config --------------------------------------------------------------------------------------------------
@@ -139,7 +189,7 @@ def tenants_add(
     tpm: Annotated[int | None, typer.Option(help="tokens_per_minute (per HTTP instance)")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Add a tenant (then `inferq keys create --tenant NAME`). A running host needs a restart."""
+    """Add a tenant (then `inferq keys create --tenant NAME`). A running host serves it after a restart."""
     path = _config_path(config)
     try:
         config_file.add_tenant(path, name, monthly_budget=budget, requests_per_minute=rpm, tokens_per_minute=tpm)

@@ -6,6 +6,7 @@ All `async def`: none does I/O, and FastAPI runs a plain `def` dependency in its
 from typing import Annotated, cast
 
 from fastapi import Depends, Header
+from starlette.concurrency import run_in_threadpool
 
 from shared.application.billing import Billing
 from shared.application.gateway import Gateway
@@ -28,8 +29,12 @@ async def caller(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Caller:
     if api_key is None and authorization and authorization.lower().startswith("bearer "):
-        api_key = authorization[7:].strip()
-    return get_app().gateway.authenticate(api_key)
+        api_key = authorization[7:].strip()  # an API key or a JWT (Entra ID): told apart by their shape
+    gate = get_app().gateway
+    if gate.credentials.ready(api_key):
+        return gate.authenticate(api_key)
+    # A changed config file to read, or an issuer's key set to fetch: not on the event loop.
+    return await run_in_threadpool(gate.authenticate, api_key)
 
 
 async def extra_mode(extra: Annotated[str, Header(alias="extra-parameters")] = "error") -> ExtraMode:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from functions.http.headers import rate_headers
 from shared.domain import errors
 from shared.domain.jobs import Job, JobStatus
+from shared.domain.tokens import TokenRejected
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,9 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
             headers.update(rate_headers(exc.state))
     elif isinstance(exc, errors.TransientError):
         headers["Retry-After"] = "1"
+    elif isinstance(exc, TokenRejected):  # RFC 6750: the reason, for clients that read the header
+        description = exc.message.replace("\\", "").replace('"', "'")
+        headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{description}"'
     elif isinstance(exc, errors.AuthError):
         headers["WWW-Authenticate"] = "Bearer"
     elif isinstance(exc, errors.ContentFiltered):

@@ -15,7 +15,7 @@ from functions.http import app as http_api
 from functions.local.runtime import Loop, QueuePump, UsageConsumer
 from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
-from shared.domain.config import load_config
+from shared.domain.config import AppConfig, load_config
 from shared.domain.errors import ConfigError, ModelNotBuilt
 from shared.settings import Settings, get_settings
 
@@ -83,14 +83,18 @@ class LocalHost:
 def build_app(settings: Settings) -> tuple[Inferq, dict[str, str]]:
     """Everything; with a demo tenant in the config, its key and an admin key added (from INFERQ_API_KEY and
     INFERQ_ADMIN_KEY, or generated: those are returned by the variable that would have set them)."""
-    config = load_config(settings.config)
     generated: dict[str, str] = {}
-    demo = next((t for t in config.tenants if t.demo), None)
-    if demo is not None:
+
+    def load() -> AppConfig:  # again whenever the file changes: the demo keys stay
+        config = load_config(settings.config)
+        demo = next((t for t in config.tenants if t.demo), None)
+        if demo is None:
+            return config
         key = settings.api_key or generated.setdefault("INFERQ_API_KEY", "iq-" + secrets.token_urlsafe(24))
         admin = settings.admin_key or generated.setdefault("INFERQ_ADMIN_KEY", "iq-admin-" + secrets.token_urlsafe(24))
-        config = config.with_tenant_key(demo.name, hash_key(key)).with_admin_key(hash_key(admin))
-    return bootstrap(settings, config=config), generated
+        return config.with_tenant_key(demo.name, hash_key(key)).with_admin_key(hash_key(admin))
+
+    return bootstrap(settings, config_loader=load), generated
 
 
 def main() -> int:

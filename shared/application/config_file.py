@@ -1,4 +1,5 @@
-"""Operators' edits of the config file (`inferq keys`): a tenant's API keys added or revoked in place.
+"""Operators' edits of the config file (`inferq keys`): a tenant's API keys added or revoked in place (a running
+host sees them within INFERQ_CONFIG_RELOAD_S).
 
 The TOML is edited with tomlkit, so comments and layout survive; every edit is checked by the product's own
 loader (`load_config`) before it replaces the file, so an edit never leaves a config the host would refuse.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import tomlkit
 from tomlkit.items import AoT, Array
 
 from shared.domain.auth import hash_key
+from shared.domain.auth_config import ApiKey
 from shared.domain.config import AppConfig, load_config
 from shared.domain.errors import ConfigError, InvalidInput, NotFound
 
@@ -26,33 +29,86 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(24)
 
 
-def create_key(path: Path, tenant: str) -> str:
-    """A new key for `tenant`: its sha256 added to the tenant's `key_sha256`; the key itself is returned."""
+def create_key(path: Path, tenant: str, *, key_id: str | None = None, expires: datetime | None = None) -> str:
+    """A new key for `tenant`, the key itself returned. Without an id or expiry its sha256 joins the tenant's
+    `key_sha256`; with either, it is a `[[tenants.keys]]` entry (id, sha256, expires)."""
     key = new_key()
     digest = hash_key(key)
 
-    def add(keys: Array) -> None:
-        keys.append(digest)
+    def add(entry: Any) -> None:
+        if key_id is None and expires is None:
+            _array(entry, "key_sha256").append(digest)
+            return
+        fields: dict[str, Any] = {"id": key_id or digest[:8], "sha256": digest}
+        if expires is not None:
+            fields["expires"] = expires
+        _append_key(entry, fields)
 
-    _edit_keys(path, tenant, add)
+    _edit_tenant(path, tenant, add)
     return key
 
 
-def revoke_key(path: Path, tenant: str, *, key: str | None = None, sha256: str | None = None) -> str:
-    """Remove a key (given in clear or as its sha256) from `tenant`'s `key_sha256`; the hash removed."""
-    if (key is None) == (sha256 is None):
-        raise InvalidInput("Give the key or its sha256 (one of them).", loc=("key",), input=None)
-    digest = hash_key(key) if key is not None else str(sha256).lower()
+def revoke_key(
+    path: Path, tenant: str, *, key: str | None = None, sha256: str | None = None, key_id: str | None = None
+) -> str:
+    """Remove a key of `tenant` (given in clear, by its sha256 or by its id); the id of the key removed."""
+    if sum(v is not None for v in (key, sha256, key_id)) != 1:
+        raise InvalidInput("Give the key, its sha256 or its id (one of them).", loc=("key",), input=None)
+    digest = hash_key(key) if key is not None else (sha256 or "").lower() or None
+    removed: list[str] = []
 
-    def remove(keys: Array) -> None:
-        at = [i for i, value in enumerate(keys) if str(value) == digest]
-        if not at:
-            raise NotFound(f"Tenant {tenant!r} has no key with sha256 {digest}.")
-        for i in reversed(at):
-            del keys[i]
+    def matches(hash_: str, id_: str) -> bool:
+        return hash_ == digest if digest is not None else id_ == key_id
 
-    _edit_keys(path, tenant, remove)
-    return digest
+    def remove(entry: Any) -> None:
+        plain, rich = entry.get("key_sha256"), entry.get("keys")
+        for i in reversed(range(len(plain or []))):
+            if matches(str(plain[i]), str(plain[i])[:8]):
+                removed.append(str(plain[i])[:8])
+                del plain[i]
+        for i in reversed(range(len(rich or []))):
+            found = ApiKey.model_validate(rich[i].unwrap())
+            if matches(found.sha256, found.key_id):
+                removed.append(found.key_id)
+                del rich[i]
+        if not removed:
+            which = f"sha256 {digest}" if digest is not None else f"id {key_id!r}"
+            raise NotFound(f"Tenant {tenant!r} has no key with {which}.")
+
+    _edit_tenant(path, tenant, remove)
+    return removed[0]
+
+
+def expire_key(path: Path, tenant: str, key_id: str, expires: datetime) -> None:
+    """Give a key of `tenant` (by id) an expiry: after a rotation, the old key keeps working until then. A key of
+    `key_sha256` becomes a `keys` entry to carry it."""
+
+    def expire(entry: Any) -> None:
+        for item in entry.get("keys") or []:
+            if ApiKey.model_validate(item.unwrap()).key_id == key_id:
+                item["expires"] = expires
+                return
+        plain = entry.get("key_sha256") or []
+        digest = next((str(h) for h in plain if str(h)[:8] == key_id), None)
+        if digest is None:
+            raise NotFound(f"Tenant {tenant!r} has no key with id {key_id!r}.")
+        del plain[[str(h) for h in plain].index(digest)]
+        _append_key(entry, {"id": key_id, "sha256": digest, "expires": expires})
+
+    _edit_tenant(path, tenant, expire)
+
+
+def parse_expiry(text: str) -> datetime:
+    """An RFC 3339 time with its offset (`2027-01-01T00:00:00Z`), as `--expires` takes it."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise InvalidInput(
+            f"{text!r} is not an RFC 3339 time with an offset, e.g. 2027-01-01T00:00:00Z", loc=("expires",), input=text
+        )
+    return when
 
 
 def add_tenant(
@@ -85,19 +141,38 @@ def add_tenant(
     return write_checked(path, tomlkit.dumps(document))
 
 
-def _edit_keys(path: Path, tenant: str, change: Any) -> None:
+def _edit_tenant(path: Path, tenant: str, change: Any) -> None:
     load_config(path)  # a broken file is reported as the host would report it, before any edit
     document = tomlkit.parse(path.read_text(encoding="utf-8"))
     tenants = document.get("tenants")
     entry = next((t for t in tenants if t.get("name") == tenant), None) if isinstance(tenants, AoT) else None
     if entry is None:
         raise NotFound(f"{path}: no tenant {tenant!r}.")
-    keys = entry.get("key_sha256")
-    if keys is None:
-        keys = tomlkit.array()
-        entry["key_sha256"] = keys
-    change(keys)
+    change(entry)
     write_checked(path, tomlkit.dumps(document))
+
+
+def _append_key(entry: Any, fields: dict[str, Any]) -> None:
+    """A `keys` entry: a table where they are written `[[tenants.keys]]`, else an inline table in `keys = [...]`."""
+    keys = entry.get("keys")
+    if isinstance(keys, AoT):
+        table = tomlkit.table()
+        table.update(fields)
+        keys.append(table)
+        return
+    if keys is None:
+        keys = entry["keys"] = tomlkit.array()
+        keys.multiline(True)
+    inline = tomlkit.inline_table()
+    inline.update(fields)
+    keys.append(inline)
+
+
+def _array(entry: Any, name: str) -> Array:
+    if entry.get(name) is None:
+        entry[name] = tomlkit.array()
+    array: Array = entry[name]
+    return array
 
 
 def write_checked(path: Path, text: str) -> AppConfig:

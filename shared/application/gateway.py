@@ -19,9 +19,10 @@ from shared.application import journal
 from shared.application.admission import Admission
 from shared.application.budgets import BudgetGuard
 from shared.application.content_safety import ContentSafety
+from shared.application.credentials import Credentials
 from shared.application.dispatch import Dispatcher, Outgoing
 from shared.application.unit_of_work import JobUpdates
-from shared.domain.auth import Caller, KeyDirectory
+from shared.domain.auth import Caller
 from shared.domain.config import AppConfig, Deployment, Endpoint
 from shared.domain.content_safety import FilterResult, prompt_filter_results
 from shared.domain.errors import ConfigError, Conflict, ContentFiltered, Forbidden, NotFound, TransientError
@@ -69,6 +70,7 @@ class Gateway:
         registry: RuntimeRegistry,
         cross_process: bool,
         dispatcher: Dispatcher,
+        credentials: Credentials,
         stream: UsageStream | None = None,  # bills a prompt refused here (content safety), which no worker sees
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -80,7 +82,7 @@ class Gateway:
         self.blobs = blobs
         self.signals = signals
         self.jobs = JobUpdates(store, blobs, signals)
-        self.keys = KeyDirectory(config)
+        self.credentials = credentials
         rates = RateLimiter(config.tenants, clock=monotonic)
         self.admission = Admission(budgets, rates, store, signals, monotonic)
         self.registry = registry
@@ -90,8 +92,9 @@ class Gateway:
         self.safety = ContentSafety(config, registry)
 
     # --- who, where ----------------------------------------------------------------------------------------
-    def authenticate(self, key: str | None) -> Caller:
-        return self.keys.authenticate(key)
+    def authenticate(self, credential: str | None) -> Caller:
+        """The caller an API key or a bearer token names (may read the config file or a key set: see `ready`)."""
+        return self.credentials.authenticate(credential)
 
     def route(self, model: str | None, header: str | None, kind: Kind[Any] | None = None) -> Route:
         """The deployment that serves a request to endpoint `model` (and the mirrors that get a copy)."""
@@ -161,7 +164,12 @@ class Gateway:
             payload = checked()
             screened = self.safety.screen_prompt(caller.tenant, deployment, payload)
             job = Job.new(
-                job_id, caller.tenant, deployment.name, _request_hash(asked, payload), endpoint=route.endpoint.name
+                job_id,
+                caller.tenant,
+                deployment.name,
+                _request_hash(asked, payload),
+                endpoint=route.endpoint.name,
+                key_id=caller.key_id,
             )
             if screened is not None and screened.filtered:
                 job = self._refuse(job, deployment, payload, screened)
@@ -296,6 +304,7 @@ class Gateway:
             meter=Meter.INPUT_TOKENS,
             tokens=tokens,
             time=job.created_at,
+            key_id=job.key_id,
         )
         error = JobError(code=ContentFiltered.code, message=f"The prompt was filtered: {screened.describe()}.")
         done = self.jobs.finish(job.id, JobStatus.FAILED, error=error, usage=(event,) if tokens else ())
@@ -352,6 +361,7 @@ class Gateway:
             job.request_hash,
             endpoint=job.endpoint,
             mirrored=True,
+            key_id=job.key_id,
         )
         try:
             self._enqueue(*self._outgoing(mirror, copy))

@@ -196,6 +196,7 @@ class Worker:
                 tokens=tokens,
                 time=utcnow(),
                 mirrored=job.mirrored,
+                key_id=job.key_id,
             )
             for meter, tokens in output.usage.items()
         )

@@ -20,6 +20,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from shared.domain.auth_config import ApiKey, AuthConfig
 from shared.domain.content_safety import Blocklist, Category, ContentSafetyPolicy, Severity
 from shared.domain.errors import ConfigError, NotFound
 from shared.schemas.usage import Meter
@@ -198,16 +199,30 @@ class Endpoint(_Strict):
 class Tenant(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
     key_sha256: tuple[Sha256, ...] = ()
+    keys: tuple[ApiKey, ...] = ()  # `[[tenants.keys]]`: keys with an id and an optional expiry
     demo: bool = False  # the local host adds INFERQ_API_KEY (or a generated key) to this tenant
     monthly_budget: Decimal | None = None
     requests_per_minute: int | None = Field(default=None, gt=0)  # rate limits, per HTTP instance
     tokens_per_minute: int | None = Field(default=None, gt=0)
     blocklists: tuple[Blocklist, ...] = ()  # screened on every deployment with content safety on
 
+    @property
+    def api_keys(self) -> tuple[ApiKey, ...]:
+        """Every key: those of `key_sha256` (no expiry, named by their sha256's start), then `keys`."""
+        return (*(ApiKey(sha256=h) for h in self.key_sha256), *self.keys)
+
+    @model_validator(mode="after")
+    def _unique_key_ids(self) -> Tenant:
+        duplicate = _duplicate(k.key_id for k in self.api_keys)
+        if duplicate is not None:
+            raise ValueError(f"tenant {self.name!r}: key id {duplicate!r} is used twice")
+        return self
+
 
 class AppConfig(_Strict):
     currency: str = "USD"
     admin_key_sha256: tuple[Sha256, ...] = ()
+    auth: AuthConfig = AuthConfig()
     tenants: tuple[Tenant, ...]
     deployments: tuple[Deployment, ...] = Field(min_length=1)
     endpoints: tuple[Endpoint, ...] = ()
@@ -235,6 +250,20 @@ class AppConfig(_Strict):
                     f"deployments.{i}.content_safety.classifier: {name!r} is not a deployment of kind "
                     f"'text-classifier' (those: {', '.join(classifiers) or 'none'})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_resolve(self) -> AppConfig:
+        owner: dict[str, str] = {}
+        for t in self.tenants:
+            for key in t.api_keys:
+                if owner.setdefault(key.sha256, t.name) != t.name:
+                    raise ValueError(f"tenants {owner[key.sha256]!r} and {t.name!r} share a key (sha256 {key.sha256})")
+        names = {t.name for t in self.tenants}
+        for i, issuer in enumerate(self.auth.issuers):
+            for value, tenant in issuer.tenants.items():
+                if tenant not in names:
+                    raise ValueError(f"auth.issuers.{i}.tenants: {value!r} maps to unknown tenant {tenant!r}")
         return self
 
     @model_validator(mode="after")

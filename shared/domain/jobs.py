@@ -65,6 +65,7 @@ class Job(BaseModel):
     deployment: str
     endpoint: str = ""  # what the client named; "" on jobs from before endpoints (their deployment's name)
     mirrored: bool = False  # a copy of a request for a mirror deployment: never shown to the client, not billed
+    key_id: str = ""  # the id of the credential that sent it (never the key), which its usage events name
     status: JobStatus = JobStatus.QUEUED
     created_at: AwareDatetime
     updated_at: AwareDatetime
@@ -93,6 +94,7 @@ class Job(BaseModel):
         *,
         endpoint: str = "",
         mirrored: bool = False,
+        key_id: str = "",
     ) -> Job:
         now = utcnow()
         return cls(
@@ -101,6 +103,7 @@ class Job(BaseModel):
             deployment=deployment,
             endpoint=endpoint or deployment,
             mirrored=mirrored,
+            key_id=key_id,
             created_at=now,
             updated_at=now,
             request_hash=request_hash,

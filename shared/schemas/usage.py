@@ -37,6 +37,9 @@ class UsageEvent(BaseModel):
     time: AwareDatetime
     job_id: str = Field(max_length=256)
     mirrored: bool = Field(default=False, strict=True)
+    # The id of the API key (or `entra:<object id>` of the token) that sent the job, never the key itself; ""
+    # on events from before key ids, which ingest as they did.
+    key_id: str = Field(default="", max_length=256)
 
     @staticmethod
     def event_id(job_id: str, meter: Meter) -> str:
@@ -55,6 +58,7 @@ def usage_event(
     tokens: int,
     time: datetime,
     mirrored: bool = False,
+    key_id: str = "",
 ) -> UsageEvent:
     return UsageEvent(
         id=UsageEvent.event_id(job_id, meter),
@@ -67,4 +71,5 @@ def usage_event(
         time=time,
         job_id=job_id,
         mirrored=mirrored,
+        key_id=key_id,
     )

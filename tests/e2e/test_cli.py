@@ -1,6 +1,6 @@
 """The operators' command line (`inferq`) against the real local host: a key made by `inferq keys create` works
 (200), its usage shows in `inferq usage` and its job in `inferq jobs show`, over HTTP and from the local data;
-revoked, it gets 401 once the host restarts (the host reads its config at start)."""
+revoked, it gets 401, here from a restarted host (test_entra_and_key_lifecycle.py: from the running one)."""
 
 import json
 import subprocess

@@ -24,7 +24,7 @@ from tests.e2e.test_content_safety import MODEL, config_text
 from tests.integration.test_worker import drain, pump
 
 pytestmark = pytest.mark.usefixtures("installed")
-ACME = Caller("acme")
+ACME = Caller("acme", key_id="acme-key-1")
 
 
 @pytest.fixture
@@ -54,6 +54,7 @@ def test_a_refused_prompt_is_never_queued_and_bills_its_input_tokens_once(servic
     assert job.error is not None and job.error.code == "content_filter" and "hate (medium)" in job.error.message
     (event,) = job.usage
     assert event.meter is Meter.INPUT_TOKENS and event.tokens > 0 and job.usage_published
+    assert job.key_id == event.key_id == "acme-key-1"  # the usage record names the key that sent the prompt
     assert published(service) == [(f"{job.id}:input_tokens", "input_tokens", event.tokens)]
     # A repeat with the same Idempotency-Key finds the refused job: nothing queued, nothing billed again.
     again = gateway.accept(ACME, route, request, "error", idempotency_key="k1")

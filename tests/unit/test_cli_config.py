@@ -79,3 +79,26 @@ def test_tenants_add_appends_a_tenant_with_its_limits_and_list_shows_it(tmp_path
         result = runner.invoke(app, ["tenants", "add", *bad, "-c", str(config)])
         assert result.exit_code == 1 and says in result.stderr
         assert config.read_text() == after  # a refused edit changes nothing
+
+
+def test_keys_with_ids_and_expiry_are_listed_by_id_never_by_key(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml")
+    args = ["keys", "create", "--tenant", "acme", "--id", "ci-2026", "--expires", "2020-01-01T00:00:00Z"]
+    key = runner.invoke(app, [*args, "-c", str(config)]).stdout.strip()
+    (added,) = load_config(config).tenant("acme").keys
+    assert (added.id, added.sha256, added.expires.year if added.expires else None) == ("ci-2026", hash_key(key), 2020)
+    again = runner.invoke(app, [*args, "-c", str(config)])
+    assert again.exit_code == 1 and "key id 'ci-2026' is used twice" in again.stderr
+    naive = runner.invoke(app, ["keys", "create", "--tenant", "acme", "--expires", "2027-01-01", "-c", str(config)])
+    assert naive.exit_code == 1 and "RFC 3339" in naive.stderr
+
+    listed = runner.invoke(app, ["keys", "list", "-c", str(config)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0
+    rows = {line.split("│")[2].strip(): line for line in listed.stdout.splitlines() if line.count("│") == 5}
+    assert "expired" in rows["ci-2026"] and "2020-01-01T00:00:00+00:00" in rows["ci-2026"]
+    assert "active" in rows[hash_key("acme-key")[:8]] and hash_key("acme-key") not in listed.stdout
+    assert key not in listed.stdout and hash_key(key) not in listed.stdout
+
+    revoke = ["keys", "revoke", "--tenant", "acme", "--id", "ci-2026", "-c", str(config)]
+    assert runner.invoke(app, revoke).exit_code == 0
+    assert load_config(config).tenant("acme").keys == ()

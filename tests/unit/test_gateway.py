@@ -14,6 +14,7 @@ from shared.adapters.memory import MemoryJobQueue, MemoryJobStore
 from shared.adapters.signals import InProcessJobSignals
 from shared.application.gateway import Submitted
 from shared.bootstrap import Inferq
+from shared.domain.auth import Caller, hash_key
 from shared.domain.errors import (
     AuthError,
     Conflict,
@@ -70,7 +71,7 @@ def test_a_missing_adapter_would_open_the_database_and_the_unit_tests_refuse_it(
 # --- who, where -------------------------------------------------------------------------------------------
 def test_keys_map_to_tenants_and_the_admin_key_to_an_admin() -> None:
     gw = fake_app().gateway
-    assert gw.authenticate(KEYS["acme"]) == ACME
+    assert gw.authenticate(KEYS["acme"]) == Caller("acme", key_id=hash_key(KEYS["acme"])[:8])
     assert gw.authenticate(ADMIN_KEY).is_admin
     for key in (None, "", "nope"):
         with pytest.raises(AuthError):

@@ -155,6 +155,7 @@ class AzureUsageLedger:
             "tokens": int64(e.tokens),
             "mirrored": e.mirrored,
             "job_id": e.job_id,
+            "key_id": e.key_id,
             "time": e.time.isoformat(),
         }
 
