@@ -13,6 +13,7 @@ import uvicorn
 from functions.azure.indexing import trigger
 from functions.http import app as http_api
 from functions.local.runtime import Loop, QueuePump, UsageConsumer
+from shared import telemetry
 from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
 from shared.domain.config import load_config
@@ -94,8 +95,9 @@ def build_app(settings: Settings) -> tuple[Inferq, dict[str, str]]:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    telemetry.configure_logging(logging.INFO)
     settings = get_settings()
+    telemetry.configure(settings, http_api.app)  # OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; else nothing
     try:
         app, generated = build_app(settings)
         for deployment in app.config.deployments:  # load models now, not on the first request

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter, ValidationError
 
+from shared import telemetry
 from shared.application import journal
 from shared.domain.errors import NotFound, TransientError
 from shared.domain.jobs import utcnow
@@ -52,18 +53,23 @@ def ingest(
     attempts: int = 3,
     backoff_s: float = 0.2,
     sleep: Callable[[float], None] = time.sleep,
+    traceparents: Sequence[str | None] | None = None,
 ) -> BatchOutcome:
-    events: list[UsageEvent] = []
-    rejected: list[tuple[str | bytes, str]] = []
-    for body in bodies:
-        try:
-            events.append(UsageEvent.model_validate_json(body))
-        except ValidationError as exc:
-            rejected.append((body, _reason(exc)))
-    outcome = _bill(ledger, blobs, events, attempts, backoff_s, sleep) if events else BatchOutcome()
-    for body, reason in rejected:  # after billing: a dead-letter store that fails must not cost the good events
-        dead_letter(blobs, reason, _text(body))
-    return BatchOutcome(outcome.billed, outcome.duplicates, len(rejected), outcome.kept_for_replay)
+    with telemetry.billing_spans(traceparents) as spans:
+        events: list[UsageEvent] = []
+        rejected: list[tuple[str | bytes, str]] = []
+        for body in bodies:
+            try:
+                events.append(UsageEvent.model_validate_json(body))
+            except ValidationError as exc:
+                rejected.append((body, _reason(exc)))
+        outcome = _bill(ledger, blobs, events, attempts, backoff_s, sleep) if events else BatchOutcome()
+        for body, reason in rejected:  # after billing: a dead-letter store that fails must not cost the good events
+            dead_letter(blobs, reason, _text(body))
+        outcome = BatchOutcome(outcome.billed, outcome.duplicates, len(rejected), outcome.kept_for_replay)
+        for span in spans:
+            span.set_attributes({f"inferq.billing.{k}": v for k, v in vars(outcome).items()})
+        return outcome
 
 
 def replay(ledger: UsageLedger, blobs: BlobStore, limit: int = 100) -> ReplayOutcome:
@@ -154,6 +160,7 @@ def dead_letter(blobs: BlobStore, reason: str, body: str) -> None:
         log.exception("could not dead-letter a usage event (%s); body: %s", reason, body)
     else:
         log.warning("dead-lettered a usage event: %s", reason)
+    telemetry.usage_dead_lettered()
 
 
 def _bill(
@@ -169,6 +176,7 @@ def _bill(
         try:
             result = ledger.ingest(events)
             journal.billed(events)
+            telemetry.usage_ingested(events)
             return BatchOutcome(billed=result.billed, duplicates=result.duplicates)
         except TransientError as exc:
             reason = f"{type(exc).__name__}: {exc}"
