@@ -249,7 +249,7 @@ def batch_span(label: str, callers: Sequence[SpanContext | None]) -> AbstractCon
         _metrics.batch_size.record(len(callers), {"inferq.deployment": label})
     if _tracer is None:
         return _NO_SPAN
-    distinct = list(dict.fromkeys(c for c in callers if c is not None))
+    distinct = list({(c.trace_id, c.span_id): c for c in callers if c is not None}.values())
     parent = trace.set_span_in_context(NonRecordingSpan(distinct[0])) if distinct else None
     return _tracer.start_as_current_span(
         "inferq.batch",
@@ -269,7 +269,9 @@ def billing_spans(traceparents: Sequence[str | None] | None) -> Iterator[list[Sp
     carried = list(dict.fromkeys(traceparents or [None]))
     spans = [_tracer.start_span("inferq.billing.ingest", context=parent_of(tp), kind=CONSUMER) for tp in carried]
     try:
-        yield spans
+        # The log lines meanwhile name the first trace.
+        with trace.use_span(spans[0], end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            yield spans
     except BaseException as exc:
         for s in spans:
             s.record_exception(exc)
