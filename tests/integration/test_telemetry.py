@@ -62,7 +62,7 @@ class Host:
 @pytest.fixture
 def host(service: Inferq, otel: Otel) -> Iterator[Host]:
     app = create_app()
-    telemetry.instrument(app, otel.tracer_provider, otel.meter_provider)
+    telemetry.instrument(app)
     set_app(service)
     try:
         with serving(app, service) as url:

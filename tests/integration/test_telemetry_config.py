@@ -37,7 +37,7 @@ print(json.dumps({
     "metric_exporters": metric_exporters,
     "span_exporter_modules": [type(p._batch_processor._exporter).__module__ for p in processors
                               if hasattr(p, "_batch_processor")],
-    "http_instrumented": bool(getattr(app, "_is_instrumented_by_opentelemetry", False)),
+    "http_instrumented": any(m.cls is telemetry.ServerSpans for m in app.user_middleware),
     "tracing": telemetry.tracing(),
 }))
 for provider in (tracer_provider, meter_provider):
