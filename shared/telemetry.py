@@ -95,10 +95,22 @@ def configure(settings: Settings, app: Any = None) -> str:
     global _configured
     if _configured is not None:
         return _configured
-    mode = "off"
+    try:
+        mode = _configure(settings)
+    except Exception:  # telemetry must never keep the app from starting
+        log.exception("telemetry could not be configured; running without it")
+        mode = "off"
+    if mode != "off" and app is not None:
+        instrument(app)
+    _configured = mode
+    log.info("telemetry: %s", mode)
+    return mode
+
+
+def _configure(settings: Settings) -> str:
     if settings.otel_sdk_disabled:
-        pass
-    elif settings.applicationinsights_connection_string:
+        return "off"
+    if settings.applicationinsights_connection_string:
         from azure.monitor.opentelemetry import configure_azure_monitor
 
         # Identity-based where the Bicep says so: the exporter reads APPLICATIONINSIGHTS_AUTHENTICATION_STRING.
@@ -108,20 +120,16 @@ def configure(settings: Settings, app: Any = None) -> str:
             instrumentation_options={"fastapi": {"enabled": False}},
         )
         use(trace.get_tracer_provider(), _global_meter_provider())
-        mode = "azure-monitor"
-    elif settings.otlp_endpoint:
+        return "azure-monitor"
+    if settings.otlp_endpoint:
         from opentelemetry import metrics
 
         tracer_provider, meter_provider = otlp_providers(settings)
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
         use(tracer_provider, meter_provider)
-        mode = "otlp"
-    if mode != "off" and app is not None:
-        instrument(app)
-    _configured = mode
-    log.info("telemetry: %s", mode)
-    return mode
+        return "otlp"
+    return "off"
 
 
 def otlp_providers(settings: Settings) -> tuple[SdkTracerProvider, SdkMeterProvider]:
@@ -223,7 +231,7 @@ def span(
 
 
 def current_span() -> Span:
-    return trace.get_current_span()
+    return trace.get_current_span() if _tracer is not None else INVALID_SPAN
 
 
 def traceparent() -> str | None:
@@ -246,6 +254,8 @@ def parent_of(value: str | None) -> Context | None:
 
 def annotate_job(job: Job, target: Span | None = None) -> None:
     """Who and what a span is about: the job, its tenant, endpoint and deployment."""
+    if _tracer is None:
+        return
     target = target or trace.get_current_span()
     if target.is_recording():
         target.set_attributes(
@@ -261,6 +271,8 @@ def annotate_job(job: Job, target: Span | None = None) -> None:
 def queue_waited(parent: Context | None, job: Job, first_delivery: bool) -> None:
     """The job's time on the queue, from its enqueue to this delivery: a span with its real start, and the
     metric for a first delivery (a redelivery's wait includes the failed attempts)."""
+    if _tracer is None and _metrics is None:
+        return
     now_ns = time.time_ns()
     enqueued_ns = int(job.created_at.timestamp() * 1e9)
     if _tracer is not None:
@@ -326,7 +338,7 @@ def billing_spans(traceparents: Sequence[str | None] | None) -> Iterator[list[Sp
 def job_ended(job: Job) -> None:
     """A job reached its terminal state: its outcome on the current (the job's) span; counted by outcome, with
     its execution time."""
-    span = trace.get_current_span()
+    span = current_span()
     if span.is_recording():
         span.set_attribute("inferq.outcome", job.status.value)
         if job.error is not None:
