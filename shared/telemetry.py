@@ -230,6 +230,21 @@ def span(
     return _tracer.start_as_current_span(name, context=parent, kind=kind)
 
 
+def job_span(
+    job_id: str, tenant: str, deployment: str, dequeue_count: int, parent: Context | None
+) -> AbstractContextManager[Span]:
+    """A worker's delivery of a job message: a CONSUMER span continuing the trace the message carried."""
+    if _tracer is None:
+        return _NO_SPAN
+    attributes: dict[str, str | int] = {
+        "inferq.job_id": job_id,
+        "inferq.tenant": tenant,
+        "inferq.deployment": deployment,
+        "inferq.dequeue_count": dequeue_count,
+    }
+    return _tracer.start_as_current_span("inferq.job", context=parent, kind=CONSUMER, attributes=attributes)
+
+
 def current_span() -> Span:
     return trace.get_current_span() if _tracer is not None else INVALID_SPAN
 

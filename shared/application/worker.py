@@ -79,27 +79,22 @@ class Worker:
         if message is None:
             return
         parent = telemetry.parent_of(message.traceparent)  # the request's trace, on every delivery
-        with telemetry.span("inferq.job", kind=telemetry.CONSUMER, parent=parent) as span:
-            if span.is_recording():
-                span.set_attributes(
-                    {
-                        "inferq.job_id": message.job_id,
-                        "inferq.tenant": message.tenant,
-                        "inferq.deployment": message.deployment,
-                        "inferq.dequeue_count": dequeue_count,
-                    }
-                )
-            if not self._enter(message.tenant):
-                # Past the tenant's bound: back on the queue for later, as a new message (not a failed delivery,
-                # so no step towards poison). Other tenants' messages run meanwhile.
-                self.queue.send(body if isinstance(body, str) else body.decode("utf-8"), self.settings.tenant_defer_s)
-                log.info("job %s deferred: tenant %s has %d jobs running", message.job_id, message.tenant, self._limit)
-                span.set_attribute("inferq.deferred", True)
-                return
-            try:
-                self._run(message, parent, dequeue_count)
-            finally:
-                self._leave(message.tenant)
+        with telemetry.job_span(message.job_id, message.tenant, message.deployment, dequeue_count, parent):
+            self._deliver(body, message, parent, dequeue_count)
+
+    def _deliver(
+        self, body: str | bytes, message: JobMessage, parent: telemetry.Context | None, dequeue_count: int
+    ) -> None:
+        if not self._enter(message.tenant):
+            # Past the tenant's bound: back on the queue for later, as a new message (not a failed delivery, so
+            # no step towards poison). Other tenants' messages run meanwhile.
+            self.queue.send(body if isinstance(body, str) else body.decode("utf-8"), self.settings.tenant_defer_s)
+            log.info("job %s deferred: tenant %s has %d jobs running", message.job_id, message.tenant, self._limit)
+            return
+        try:
+            self._run(message, parent, dequeue_count)
+        finally:
+            self._leave(message.tenant)
 
     def _enter(self, tenant: str) -> bool:
         """A slot for the tenant's job: always within its bound; past it, only while `tenant_max_running` slots

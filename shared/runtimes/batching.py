@@ -158,21 +158,24 @@ class MicroBatcher(Generic[T, R]):
 
     def _run_once(self, batch: list[tuple[_Request[T, R], int]]) -> None:
         with telemetry.batch_span(self._label, [request.caller for request, _ in batch]):
-            try:
-                results = self._predict([request.items[i] for request, i in batch])
-            except Exception:
-                # One bad request must not fail its neighbours: run each one's items alone so only it gets the error.
-                by_request: dict[_Request[T, R], list[int]] = {}
-                for request, i in batch:
-                    by_request.setdefault(request, []).append(i)
-                for request, indexes in by_request.items():
-                    try:
-                        alone = self._predict([request.items[i] for i in indexes])
-                    except Exception as exc:
-                        self._fail(request, exc)
-                        continue
-                    self._deliver([(request, i) for i in indexes], alone)
-                return
+            self._run_traced(batch)
+
+    def _run_traced(self, batch: list[tuple[_Request[T, R], int]]) -> None:
+        try:
+            results = self._predict([request.items[i] for request, i in batch])
+        except Exception:
+            # One bad request must not fail its neighbours: run each one's items alone so only it gets the error.
+            by_request: dict[_Request[T, R], list[int]] = {}
+            for request, i in batch:
+                by_request.setdefault(request, []).append(i)
+            for request, indexes in by_request.items():
+                try:
+                    alone = self._predict([request.items[i] for i in indexes])
+                except Exception as exc:
+                    self._fail(request, exc)
+                    continue
+                self._deliver([(request, i) for i in indexes], alone)
+            return
         self._deliver(batch, results)
 
     def _deliver(self, batch: list[tuple[_Request[T, R], int]], results: list[R]) -> None:
