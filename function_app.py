@@ -5,8 +5,8 @@ import azure.functions as func
 
 from functions.azure import billing, http, worker
 from functions.http.app import app as http_api
-from shared import telemetry
 from shared.settings import get_settings
+from shared.telemetry import setup as telemetry
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(http.bp)

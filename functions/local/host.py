@@ -13,12 +13,12 @@ import uvicorn
 from functions.azure.indexing import trigger
 from functions.http import app as http_api
 from functions.local.runtime import Loop, QueuePump, UsageConsumer
-from shared import telemetry
 from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
 from shared.domain.config import load_config
 from shared.domain.errors import ConfigError, ModelNotBuilt
 from shared.settings import Settings, get_settings
+from shared.telemetry import setup as telemetry
 
 
 @dataclass

@@ -417,7 +417,7 @@ def test_the_worker_concurrency_setting_matches_what_host_json_runs_at_once(infr
 def test_the_app_exports_its_telemetry_to_the_templates_application_insights(
     templates: Templates, infra: InfraNames
 ) -> None:
-    """On Azure `telemetry.configure` picks Azure Monitor from the setting the template fills with the component's
+    """On Azure `telemetry.setup.configure` picks Azure Monitor from the setting the template fills with the component's
     connection string, and nothing else (no OTLP endpoint beside it); the exporter authenticates as the app's
     identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING, read by the exporter), which may publish to the component."""
     from shared.settings import Settings

@@ -17,9 +17,9 @@ from opentelemetry.trace import SpanKind
 
 from functions.azure.indexing import trigger
 from functions.http.app import create_app
-from shared import telemetry
 from shared.bootstrap import Inferq, set_app
 from shared.domain.auth import Caller
+from shared.telemetry import setup
 from tests.conftest import KEYS, serving, wait_for
 from tests.integration.test_billing_trigger import hub_events
 from tests.otel import Otel
@@ -62,7 +62,7 @@ class Host:
 @pytest.fixture
 def host(service: Inferq, otel: Otel) -> Iterator[Host]:
     app = create_app()
-    telemetry.instrument(app)
+    setup.instrument(app)
     set_app(service)
     try:
         with serving(app, service) as url:
@@ -171,8 +171,8 @@ def test_the_job_log_lines_carry_the_request_trace_id(host: Host) -> None:
             lines.append(self.format(record))
 
     handler = Keep()
-    handler.setFormatter(logging.Formatter(telemetry.LOG_FORMAT))
-    handler.addFilter(telemetry.TraceIds())
+    handler.setFormatter(logging.Formatter(setup.LOG_FORMAT))
+    handler.addFilter(setup.TraceIds())
     jobs_log = logging.getLogger("inferq.jobs")
     jobs_log.addHandler(handler)
     level = jobs_log.level

@@ -1,4 +1,4 @@
-"""`telemetry.configure` picks the export from the environment, in a process of its own each time (the
+"""`telemetry.setup.configure` picks the export from the environment, in a process of its own each time (the
 OpenTelemetry providers are process-wide, set once): Azure Monitor with an Application Insights connection string,
 OTLP over http/protobuf or grpc with an OTLP endpoint, nothing otherwise. Nothing is sent: the exporters point at a
 closed local port, and only their types are read back."""
@@ -21,9 +21,10 @@ import json
 from opentelemetry import metrics, trace
 from functions.http.app import app
 from shared import telemetry
+from shared.telemetry import setup
 from shared.settings import Settings
 
-mode = telemetry.configure(Settings(_env_file=None), app)
+mode = setup.configure(Settings(_env_file=None), app)
 tracer_provider, meter_provider = trace.get_tracer_provider(), metrics.get_meter_provider()
 processors = getattr(getattr(tracer_provider, "_active_span_processor", None), "_span_processors", ())
 span_exporters = [type(p._batch_processor._exporter).__name__ for p in processors if hasattr(p, "_batch_processor")]
@@ -31,13 +32,13 @@ readers = getattr(meter_provider, "_metric_readers", ())
 metric_exporters = [type(r._exporter).__name__ for r in readers if hasattr(r, "_exporter")]
 print(json.dumps({
     "mode": mode,
-    "again": telemetry.configure(Settings(_env_file=None), app),
+    "again": setup.configure(Settings(_env_file=None), app),
     "tracer_provider": type(tracer_provider).__name__,
     "span_exporters": span_exporters,
     "metric_exporters": metric_exporters,
     "span_exporter_modules": [type(p._batch_processor._exporter).__module__ for p in processors
                               if hasattr(p, "_batch_processor")],
-    "http_instrumented": any(m.cls is telemetry.ServerSpans for m in app.user_middleware),
+    "http_instrumented": any(m.cls is setup.ServerSpans for m in app.user_middleware),
     "tracing": telemetry.tracing(),
 }))
 for provider in (tracer_provider, meter_provider):
