@@ -4,7 +4,8 @@ One table per workload, all from the same run on the same machine (printed first
 - Embeddings (all-MiniLM-L6-v2 int8, N texts of 6-24 words, one text per request): raw ONNX Runtime at batch 1 and
   32 (length-sorted) x 1 thread, threads = cores in one run, and one 1-thread run per core at once (the best of
   these is "best raw"), the product's runner in process, a plain FastAPI + ORT server (scripts/peer_server.py)
-  and the local host, at 1 and 16 clients.
+  and the local host, at 1 and 16 clients; then the host again with OpenTelemetry on (OTLP http/protobuf to a
+  local sink: scripts/benchkit/otlp_sink.py), next to the host rows that export nothing, so the overhead shows.
 - Fair sharing: another tenant's one-input requests while one tenant's 2,048 x 1,600-character job runs.
 - Generation (the tiny random-weight chat model): a raw onnxruntime-genai loop, the runner, the host sync and
   streamed (time to the first chunk). What the pipeline adds per token, not a real model's speed.
@@ -43,10 +44,13 @@ from benchkit import cost, engines, machine, processes, report  # noqa: E402
 from benchkit.engines import MESSAGES, Run  # noqa: E402
 from benchkit.ledger import ledger_table  # noqa: E402
 from benchkit.load import load  # noqa: E402
+from benchkit.otlp_sink import OtlpSink  # noqa: E402
 from benchkit.table import Table, num, percentile  # noqa: E402
 
-PARTS = ("raw", "runner", "peer", "host", "fairness", "generation", "smollm2", "azure", "ledger")
-GROUPS = {"embeddings": ("raw", "runner", "peer", "host"), "startup": ("host",), "storage": ("azure",)}
+PARTS = ("raw", "runner", "peer", "host", "telemetry", "fairness", "generation", "smollm2", "azure", "ledger")
+GROUPS = {"embeddings": ("raw", "runner", "peer", "host", "telemetry"), "startup": ("host",), "storage": ("azure",)}
+# The host rows export nothing, whatever the bench's own environment holds; the telemetry row sets its exporter.
+NO_EXPORTER = {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "APPLICATIONINSIGHTS_CONNECTION_STRING": ""}
 CHAT_CANDIDATES = ("tests/fixtures/tiny-chat", "config/demo/tiny-chat")
 KEY = "bench-key"
 QUICK = {"texts": 200, "gen_requests": 5, "azure_requests": 40, "idle_seconds": 2.0, "ledger_events": 5_000}
@@ -150,7 +154,7 @@ def load_run(server: processes.Server, bodies: list[dict[str, Any]], clients: in
 
 
 def host_env(b: Bench) -> dict[str, str]:
-    return dict(kv.split("=", 1) for kv in b.args.host_env)
+    return NO_EXPORTER | dict(kv.split("=", 1) for kv in b.args.host_env)
 
 
 def embed_bodies(b: Bench) -> list[dict[str, Any]]:
@@ -195,6 +199,32 @@ def host_rows(b: Bench) -> None:
             b.startup.add("local host RSS after generation", f"{server.rss_mb():,.0f} MB")
     finally:
         server.stop()
+
+
+def telemetry_rows(b: Bench) -> None:
+    """The host as in its rows, with traces and metrics exported over OTLP (http/protobuf) to a local sink."""
+    bodies = embed_bodies(b)
+    with OtlpSink() as sink:
+        env = host_env(b) | {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "1000",  # spans leave at least every second (and at every 512)
+            "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+        }
+        workdir = b.workdir / "telemetry"
+        workdir.mkdir(exist_ok=True)
+        server, _ = processes.start_host(b.args.host_cmd, ROOT, workdir, b.host_config, KEY, env, bodies[0])
+        try:
+            for clients in b.args.clients:
+                load_run(server, bodies[: clients * 2], clients)  # warm up
+                run = load_run(server, bodies, clients)
+                b.embeddings.append((f"telemetry on: host + OTLP http export, {clients} client(s)", run))
+            time.sleep(1.5)  # the last spans' export: a SIGTERM'd host does not flush
+        finally:
+            server.stop()  # its exporters flush on exit
+        got = sink.received
+        b.note("embeddings", "local host rows export nothing (telemetry off: no OTLP endpoint, no App Insights)")
+        b.note("embeddings", f"telemetry rows: the OTLP sink took {got.spans:,} spans in {got.requests:,} exports")
 
 
 @contextmanager
@@ -461,7 +491,9 @@ def main(argv: list[str] | None = None) -> int:
         embedding_rows(b)
         if "host" in parts:
             b.attempt("embeddings", "local host", lambda: host_rows(b))
-        if parts & {"raw", "runner", "peer", "host"}:
+        if "telemetry" in parts:
+            b.attempt("embeddings", "local host, telemetry on", lambda: telemetry_rows(b))
+        if parts & {"raw", "runner", "peer", "host", "telemetry"}:
             print(
                 report.embeddings_table(b.embeddings, len(b.texts), b.notes.get("embeddings", [])).render(), flush=True
             )

@@ -146,6 +146,18 @@ class Settings(BaseSettings):
     # The Azure SDKs log every HTTP request and response at INFO: off unless asked for (INFO, DEBUG).
     azure_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
+    # Observability (README, Observability): the exporters' standard names, hence no INFERQ_ prefix. The
+    # OpenTelemetry SDK reads the other OTEL_* variables itself (headers, sampler, batch delay, export interval).
+    applicationinsights_connection_string: str | None = Field(
+        default=None, validation_alias=AliasChoices("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    )
+    otlp_endpoint: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
+        default="http/protobuf", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_PROTOCOL")
+    )
+    otel_service_name: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_SERVICE_NAME"))
+    otel_sdk_disabled: bool = Field(default=False, validation_alias=AliasChoices("OTEL_SDK_DISABLED"))
+
     # Model sources: `s3://` (and S3-compatible stores at this endpoint); AWS credentials as boto3 finds them
     s3_endpoint_url: str | None = None
     s3_region: str | None = None

@@ -24,6 +24,7 @@ from shared.domain.config import AppConfig, load_config
 from shared.schemas.usage import Meter, UsageEvent, usage_event
 from shared.settings import Settings
 from tests.azurite import azurite  # noqa: F401  (the session's Azurite, for the Azure adapter tests)
+from tests.otel import otel  # noqa: F401  (in-memory OpenTelemetry, for the telemetry tests)
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient

@@ -6,6 +6,7 @@ import logging
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.bindings import BILLING_CONSUMER_GROUP, EVENTHUB_CONNECTION, USAGE_HUB
 from shared.bootstrap import get_app
 
@@ -23,8 +24,22 @@ log = logging.getLogger(__name__)
 )
 def bill_usage(events: list[func.EventHubEvent]) -> None:
     # The trigger checkpoints whatever happens here, so the billing handler handles its own errors.
-    outcome = get_app().billing.ingest_usage([e.get_body() for e in events])
+    outcome = get_app().billing.ingest_usage([e.get_body() for e in events], traceparents(events))
     log.info("usage batch: %s", outcome)
+
+
+def traceparents(events: list[func.EventHubEvent]) -> list[str | None] | None:
+    """Each event's `traceparent` application property (the trigger metadata's PropertiesArray holds one entry per
+    event of the batch), so billing continues the traces that produced them; None when tracing is off."""
+    if not telemetry.tracing() or not events:
+        return None
+    properties = (events[0].metadata or {}).get("PropertiesArray")
+    if not isinstance(properties, list) or len(properties) != len(events):
+        return None
+    return [
+        p.get("traceparent") if isinstance(p, dict) and isinstance(p.get("traceparent"), str) else None
+        for p in properties
+    ]
 
 
 @bp.function_name("replay_kept_usage")

@@ -15,7 +15,7 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 @bp.queue_trigger(arg_name="msg", queue_name=JOB_QUEUE, connection=STORAGE_CONNECTION)
 def run_job(msg: func.QueueMessage) -> None:
     # Returns: done (the host deletes the message). Raises: transient, the host redelivers, then poisons.
-    get_app().worker.process(msg.get_body())
+    get_app().worker.process(msg.get_body(), msg.dequeue_count or 1)
 
 
 @bp.function_name("fail_poisoned_job")

@@ -18,6 +18,7 @@ from shared.domain.auth import hash_key
 from shared.domain.config import AppConfig, load_config
 from shared.domain.errors import ConfigError, ModelNotBuilt
 from shared.settings import Settings, get_settings
+from shared.telemetry import setup as telemetry
 
 
 @dataclass
@@ -98,8 +99,9 @@ def build_app(settings: Settings) -> tuple[Inferq, dict[str, str]]:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    telemetry.configure_logging(logging.INFO)
     settings = get_settings()
+    telemetry.configure(settings, http_api.app)  # OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; else nothing
     try:
         app, generated = build_app(settings)
         for deployment in app.config.deployments:  # load models now, not on the first request

@@ -3,6 +3,7 @@ very same function objects Azure calls, with the same retry and poison rules (ho
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -11,10 +12,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import azure.functions as func
+from azure.functions.meta import Datum
 from azure.functions.queue import QueueMessage as TriggerQueueMessage
 
 from shared.bindings import BILLING_CONSUMER_GROUP
-from shared.domain.ports import JobQueue, ReceivedMessage, UsageLog
+from shared.domain.ports import JobQueue, LoggedEvent, ReceivedMessage, UsageLog
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +135,14 @@ class UsageConsumer:
             batch = self.log.read(self.group, partition, self.max_batch)
             if not batch:
                 continue
+            metadata = _properties_metadata(batch)
             events = [
                 func.EventHubEvent(
-                    body=e.body.encode("utf-8"), sequence_number=e.offset, offset=str(e.offset), partition_key=None
+                    body=e.body.encode("utf-8"),
+                    trigger_metadata=metadata,
+                    sequence_number=e.offset,
+                    offset=str(e.offset),
+                    partition_key=None,
                 )
                 for e in batch
             ]
@@ -146,6 +153,15 @@ class UsageConsumer:
             self.log.checkpoint(self.group, partition, batch[-1].offset)
             total += len(batch)
         return total
+
+
+def _properties_metadata(batch: list[LoggedEvent]) -> dict[str, Datum] | None:
+    """The events' application properties as the Functions host hands them to a cardinality-many trigger: one
+    `PropertiesArray` entry per event (here only `traceparent`, the one the log keeps); None when none has any."""
+    if not any(e.traceparent for e in batch):
+        return None
+    properties = [{"traceparent": e.traceparent} if e.traceparent else {} for e in batch]
+    return {"PropertiesArray": Datum(json.dumps(properties), "json")}
 
 
 class Loop:

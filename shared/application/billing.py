@@ -43,9 +43,19 @@ class Billing:
         self.stats = stats
         self.jobs = jobs
 
-    def ingest_usage(self, bodies: Sequence[str | bytes]) -> usage_ingest.BatchOutcome:
+    def ingest_usage(
+        self, bodies: Sequence[str | bytes], traceparents: Sequence[str | None] | None = None
+    ) -> usage_ingest.BatchOutcome:
+        """A batch of usage events; `traceparents` (one per body, when known) are the traces that produced them."""
         s = self.settings
-        return usage_ingest.ingest(self.ledger, self.blobs, bodies, s.usage_ingest_attempts, s.usage_ingest_backoff_s)
+        return usage_ingest.ingest(
+            self.ledger,
+            self.blobs,
+            bodies,
+            s.usage_ingest_attempts,
+            s.usage_ingest_backoff_s,
+            traceparents=traceparents,
+        )
 
     def replay_kept_usage(self) -> usage_ingest.ReplayOutcome:
         """Bill the usage batches the consumer kept while the ledger was unavailable."""

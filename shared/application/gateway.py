@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared import telemetry
 from shared.application import journal
 from shared.application.admission import Admission
 from shared.application.budgets import BudgetGuard
@@ -126,7 +127,8 @@ class Gateway:
         unchecked = request.model_dump(exclude_none=True) if isinstance(request, BaseModel) else request
         if not isinstance(unchecked, dict):
             unchecked = {}  # a scoring body may be any JSON: its estimate reads nothing of it
-        return self._accept(caller, route, unchecked, lambda: self.check(route, request, extra), idempotency_key)
+        with telemetry.span("inferq.submit"):
+            return self._accept(caller, route, unchecked, lambda: self.check(route, request, extra), idempotency_key)
 
     def submit(
         self, caller: Caller, target: Route | Deployment, payload: dict[str, Any], idempotency_key: str | None = None
@@ -134,7 +136,8 @@ class Gateway:
         """Queue a job for a checked payload, for a routed request or for one deployment by its own name
         (bypassing the traffic split: what producers and tests do)."""
         route = target if isinstance(target, Route) else self.router.direct(target)
-        return self._accept(caller, route, payload, lambda: payload, idempotency_key)
+        with telemetry.span("inferq.submit"):
+            return self._accept(caller, route, payload, lambda: payload, idempotency_key)
 
     def settle(self, submitted: Submitted, job: Job) -> None:
         """A job the response waited for ended: its real usage replaces what its admission reserved."""
@@ -185,6 +188,7 @@ class Gateway:
             self.admission.release(hold)
             raise
         self.admission.bind(job.id, hold)
+        telemetry.annotate_job(job)
         if screened is not None and screened.filtered:
             self.admission.settle(job)  # what it billed replaces what it reserved
             raise ContentFiltered(
@@ -254,6 +258,7 @@ class Gateway:
         if job is None or job.tenant != caller.tenant or job.mirrored:
             # Another tenant's job, and a mirrored copy of a request, are as absent as a missing one.
             raise NotFound(f"Job {job_id} not found.")
+        telemetry.annotate_job(job)  # a poll's HTTP span names the job it read
         return job
 
     def cancel(self, caller: Caller, job_id: str) -> Job:
@@ -339,13 +344,15 @@ class Gateway:
             deployment=job.deployment,
             payload=None if payload_ref else payload,
             payload_ref=payload_ref,
+            traceparent=telemetry.traceparent(),  # the worker's spans join this request's trace
         ).model_dump_json(exclude_none=True)
         return job, Outgoing(message, payload_ref, body if payload_ref else b"")
 
     def _enqueue(self, job: Job, outgoing: Outgoing) -> Job:
         """Record the job and send its message; Conflict when the id exists (an idempotent repeat)."""
         try:
-            return self.dispatcher.dispatch(job, outgoing)
+            with telemetry.span("inferq.enqueue", kind=telemetry.PRODUCER):
+                return self.dispatcher.dispatch(job, outgoing)
         except TransientError as exc:
             self.jobs.finish(job.id, JobStatus.FAILED, error=JobError(code="EnqueueFailed", message=str(exc)))
             raise

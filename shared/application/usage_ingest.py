@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter, ValidationError
 
+from shared import telemetry
 from shared.application import journal
 from shared.domain.errors import NotFound, TransientError
 from shared.domain.jobs import utcnow
@@ -46,6 +47,23 @@ class ReplayOutcome:
 
 
 def ingest(
+    ledger: UsageLedger,
+    blobs: BlobStore,
+    bodies: Sequence[str | bytes],
+    attempts: int = 3,
+    backoff_s: float = 0.2,
+    sleep: Callable[[float], None] = time.sleep,
+    traceparents: Sequence[str | None] | None = None,
+) -> BatchOutcome:
+    """`traceparents` (one per body, when known): the traces that produced the events, which the ingest continues."""
+    with telemetry.billing_spans(traceparents) as spans:
+        outcome = _ingest(ledger, blobs, bodies, attempts, backoff_s, sleep)
+        for span in spans:
+            span.set_attributes({f"inferq.billing.{k}": v for k, v in vars(outcome).items()})
+        return outcome
+
+
+def _ingest(
     ledger: UsageLedger,
     blobs: BlobStore,
     bodies: Sequence[str | bytes],
@@ -154,6 +172,7 @@ def dead_letter(blobs: BlobStore, reason: str, body: str) -> None:
         log.exception("could not dead-letter a usage event (%s); body: %s", reason, body)
     else:
         log.warning("dead-lettered a usage event: %s", reason)
+    telemetry.usage_dead_lettered()
 
 
 def _bill(
@@ -169,6 +188,7 @@ def _bill(
         try:
             result = ledger.ingest(events)
             journal.billed(events)
+            telemetry.usage_ingested(events)
             return BatchOutcome(billed=result.billed, duplicates=result.duplicates)
         except TransientError as exc:
             reason = f"{type(exc).__name__}: {exc}"

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared import telemetry
 from shared.application import journal
 from shared.application.content_safety import ContentSafety
 from shared.application.outcomes import OutcomeBuffer
@@ -73,12 +74,19 @@ class Worker:
         self.cross_process = cross_process  # a job may be cancelled by another process: its signal can't come
         self.safety = ContentSafety(config, registry)
 
-    def process(self, body: str | bytes) -> None:
+    def process(self, body: str | bytes, dequeue_count: int = 1) -> None:
         """Run one delivered job message. Returns normally when the message is done with (acknowledge it);
         raises when a redelivery may succeed (the host poisons it after maxDequeueCount deliveries)."""
         message = self._parse_message(body)
         if message is None:
             return
+        parent = telemetry.parent_of(message.traceparent)  # the request's trace, on every delivery
+        with telemetry.job_span(message.job_id, message.tenant, message.deployment, dequeue_count, parent):
+            self._deliver(body, message, parent, dequeue_count)
+
+    def _deliver(
+        self, body: str | bytes, message: JobMessage, parent: telemetry.Context | None, dequeue_count: int
+    ) -> None:
         if not self._enter(message.tenant):
             # Past the tenant's bound: back on the queue for later, as a new message (not a failed delivery, so
             # no step towards poison). Other tenants' messages run meanwhile.
@@ -86,7 +94,7 @@ class Worker:
             log.info("job %s deferred: tenant %s has %d jobs running", message.job_id, message.tenant, self._limit)
             return
         try:
-            self._run(message)
+            self._run(message, parent, dequeue_count)
         finally:
             self._leave(message.tenant)
 
@@ -110,10 +118,12 @@ class Worker:
     def _limit(self) -> int:
         return self.settings.tenant_max_running
 
-    def _run(self, message: JobMessage) -> None:
+    def _run(self, message: JobMessage, parent: telemetry.Context | None = None, dequeue_count: int = 1) -> None:
         job = self._job_for(message)
         if job is None or job.status.terminal:
             return  # a redelivery of a finished job changes nothing
+        telemetry.queue_waited(parent, job, first_delivery=dequeue_count == 1)
+        telemetry.annotate_job(job)
         try:
             deployment = self.config.deployment(message.deployment)
         except NotFound as exc:
@@ -128,6 +138,7 @@ class Worker:
         try:
             payload = message.payload if message.payload is not None else self._claim(message)
             kind = self.registry.kind(deployment)
+            run = telemetry.span("inferq.model.run")
             work = Work(
                 job,
                 deployment,
@@ -137,7 +148,10 @@ class Worker:
                 progress=lambda: self.signals.notify(job.id),
                 screen=None if job.mirrored else self.safety.screen(job.tenant, deployment),
             )
-            output = kind.execute(work, payload, self.registry.runtime(deployment))
+            with run as span:
+                if span.is_recording():
+                    span.set_attributes(_gen_ai(kind, deployment))
+                output = kind.execute(work, payload, self.registry.runtime(deployment))
         except (PermanentJobError, InvalidInput) as exc:
             self._end(self.jobs.fail(job.id, exc.code, exc.message))
             return
@@ -165,6 +179,7 @@ class Worker:
         if job is None or job.status.terminal:
             return
         reason = f"Failed after {self.settings.max_dequeue_count} deliveries; last error: {job.last_error or 'unknown'}"
+        telemetry.job_poisoned(job.deployment)
         self._end(self.jobs.fail(job.id, "PoisonMessage", reason))
 
     def flush_outcomes(self) -> int:
@@ -204,16 +219,19 @@ class Worker:
         result = None if job.mirrored or output.result is None else output.result.model_dump()
         # Usage that bills the same on a rerun is published first, so the job's one final write records it as
         # published: no outbox entry to add and retire. Otherwise it is kept with the job, then published.
+        _annotate_usage(telemetry.current_span(), kind, deployment, output)
+        telemetry.tokens_used(job, output.usage)
         published = bool(events) and kind.deterministic_usage and self._published(job.id, events)
-        done = self.jobs.finish(
-            job.id,
-            output.status,
-            result=result,
-            error=output.error,
-            usage=events,
-            usage_published=published,
-            current=job,
-        )
+        with telemetry.span("inferq.result.write"):
+            done = self.jobs.finish(
+                job.id,
+                output.status,
+                result=result,
+                error=output.error,
+                usage=events,
+                usage_published=published,
+                current=job,
+            )
         if done is None and events:  # cancelled while it ran: bill the work done, once
 
             def bill(j: Job) -> Job | None:
@@ -230,6 +248,7 @@ class Worker:
         """A job reached its terminal state: wake whoever waits for it, and count it for its deployment."""
         if job is not None:
             journal.transition(job.status.value, job, since=job.created_at)
+            telemetry.job_ended(job)  # counted, and its outcome on the job's span
         self._record_outcome(job)
 
     def _record_outcome(self, job: Job | None) -> None:
@@ -296,7 +315,8 @@ class Worker:
     def _published(self, job_id: str, events: tuple[UsageEvent, ...], raise_errors: bool = False) -> bool:
         """Whether the events reached the usage stream; if not, they stay kept with the job."""
         try:
-            self.stream.publish(events)
+            with telemetry.span("inferq.usage.publish", kind=telemetry.PRODUCER):  # the events carry its traceparent
+                self.stream.publish(events)
         except TransientError as exc:
             log.warning("usage of job %s kept with it for a later publish: %s", job_id, exc)
             if raise_errors:
@@ -308,6 +328,26 @@ class Worker:
         """Publish the usage kept with a job, then mark it published."""
         if self._published(job.id, job.usage, raise_errors):
             self.jobs.update(job.id, lambda fresh: None if fresh.usage_published else fresh.published(), current=job)
+
+
+def _gen_ai(kind: Kind[Any], deployment: Deployment) -> dict[str, str]:
+    """The OpenTelemetry GenAI semantic-convention attributes of a model run, for the kinds that name theirs."""
+    attributes = {"inferq.deployment": deployment.name, "gen_ai.request.model": deployment.model_name}
+    operation = getattr(kind, "gen_ai_operation", None)  # a kind that runs no generative model names none
+    if operation:
+        attributes["gen_ai.operation.name"] = operation
+    return attributes
+
+
+def _annotate_usage(span: telemetry.Span, kind: Kind[Any], deployment: Deployment, output: TaskOutput) -> None:
+    if not span.is_recording():
+        return
+    attributes: dict[str, str | int] = {**_gen_ai(kind, deployment)}
+    for meter, count in output.usage.items():
+        attributes[f"inferq.usage.{meter}"] = count
+        if meter.counts_tokens:
+            attributes[f"gen_ai.usage.{meter}"] = count  # input_tokens, output_tokens
+    span.set_attributes(attributes)
 
 
 def _job_id_of(body: str | bytes) -> str | None:

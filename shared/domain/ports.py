@@ -115,6 +115,7 @@ class LoggedEvent:
     partition: int
     offset: int
     body: str
+    traceparent: str | None = None  # its application property, as on Event Hubs: the trace that produced it
 
 
 def partition_for(key: str, partitions: int) -> int:

@@ -21,6 +21,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
+from opentelemetry.trace import SpanContext
+
+from shared import telemetry
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -32,6 +36,7 @@ class _Request(Generic[T, R]):
     results: list[R | None] = field(default_factory=list)
     taken: int = 0  # items handed to batches so far
     left: int = 0  # items whose results are still missing
+    caller: SpanContext | None = None  # the caller's span (tracing on): the batches that run its items link to it
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.items)
@@ -48,8 +53,10 @@ class MicroBatcher(Generic[T, R]):
         cost: Callable[[T], int] = lambda _: 1,
         max_batch_cost: int | None = None,
         run_overhead: int = 1,
+        label: str = "",
     ) -> None:
         self._predict = predict
+        self._label = label  # the deployment, in spans and metrics
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_s
         self._workers = workers  # batches run at once (ONNX Runtime sessions take concurrent runs)
@@ -65,7 +72,7 @@ class MicroBatcher(Generic[T, R]):
     def __call__(self, items: Sequence[T], owner: str = "") -> list[R]:
         if not items:
             return []
-        request: _Request[T, R] = _Request(items)
+        request: _Request[T, R] = _Request(items, caller=telemetry.capture())
         with self._ready:
             self._ensure_threads()
             if owner not in self._waiting:
@@ -150,6 +157,10 @@ class MicroBatcher(Generic[T, R]):
             self._run_once([batch[k] for k in order[cut]])
 
     def _run_once(self, batch: list[tuple[_Request[T, R], int]]) -> None:
+        with telemetry.batch_span(self._label, [request.caller for request, _ in batch]):
+            self._run_traced(batch)
+
+    def _run_traced(self, batch: list[tuple[_Request[T, R], int]]) -> None:
         try:
             results = self._predict([request.items[i] for request, i in batch])
         except Exception:

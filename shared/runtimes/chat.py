@@ -614,6 +614,7 @@ class ChatRuntime(GenerationRunner):
 
 class ChatKind:
     kind = RunnerKind.CHAT
+    gen_ai_operation = "chat"  # the OpenTelemetry GenAI semantic conventions' name for what it runs
     cancellable = True  # a generation checks its job's status as it goes
     deterministic_usage = False
 

@@ -31,6 +31,7 @@ class EmbeddingsRuntime:
         max_wait_s: float,
         workers: int = 1,
         max_batch_tokens: int | None = None,
+        label: str = "",
     ) -> None:
         self.runner = runner
         self.batcher = MicroBatcher(
@@ -41,6 +42,7 @@ class EmbeddingsRuntime:
             cost=_tokens,
             max_batch_cost=max_batch_tokens,
             run_overhead=RUN_OVERHEAD_TOKENS,
+            label=label,
         )
 
     def predict(self, inputs: Sequence[str | Sequence[int]], owner: str = "") -> list[Embedding]:
@@ -131,6 +133,7 @@ def parse(payload: dict[str, Any]) -> EmbeddingsRequest:
 
 class EmbeddingsKind:
     kind = RunnerKind.EMBEDDINGS
+    gen_ai_operation = "embeddings"  # the OpenTelemetry GenAI semantic conventions' name for what it runs
     cancellable = False
     deterministic_usage = True
 
@@ -144,7 +147,7 @@ class EmbeddingsKind:
             s.max_batch_size,
         )
         return EmbeddingsRuntime(
-            runner, s.max_batch_size, s.max_batch_wait_ms / 1000, s.batch_workers, s.max_batch_tokens
+            runner, s.max_batch_size, s.max_batch_wait_ms / 1000, s.batch_workers, s.max_batch_tokens, deployment.name
         )
 
     def edge_tool(self, deployment: Deployment, fetch: Fetch) -> int:

@@ -16,6 +16,9 @@ class JobMessage(BaseModel):
     deployment: str
     payload: dict[str, Any] | None = None
     payload_ref: str | None = None
+    # The W3C trace context of the request that queued it (absent in older messages and with tracing off): the
+    # worker continues that trace, on every delivery.
+    traceparent: str | None = None
 
     @model_validator(mode="after")
     def _one_payload(self) -> JobMessage:

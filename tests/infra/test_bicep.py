@@ -412,3 +412,27 @@ def test_lifecycle_rule_sweeps_only_stream_chunks_and_claim_check_payloads(
 def test_the_worker_concurrency_setting_matches_what_host_json_runs_at_once(infra: InfraNames) -> None:
     queues = json.loads((REPO_ROOT / "host.json").read_text())["extensions"]["queues"]
     assert int(infra.app_settings["INFERQ_WORKER_CONCURRENCY"]) == queues["batchSize"] + queues["newBatchThreshold"]
+
+
+def test_the_app_exports_its_telemetry_to_the_templates_application_insights(
+    templates: Templates, infra: InfraNames
+) -> None:
+    """On Azure `telemetry.setup.configure` picks Azure Monitor from the setting the template fills with the component's
+    connection string, and nothing else (no OTLP endpoint beside it); the exporter authenticates as the app's
+    identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING, read by the exporter), which may publish to the component."""
+    from shared.settings import Settings
+
+    read = Settings.model_fields["applicationinsights_connection_string"].validation_alias
+    assert read is not None and "APPLICATIONINSIGHTS_CONNECTION_STRING" in getattr(read, "choices", [read])
+    assert infra.app_settings["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "applicationInsightsConnectionString"
+    passed = _module(templates, "functionApp")["params"]["applicationInsightsConnectionString"]
+    assert accessor_path(passed) == "monitoring.outputs.applicationInsightsConnectionString"
+    outputs = templates.parsed["modules/monitoring.bicep"]["outputs"]
+    assert accessor_path(outputs["applicationInsightsConnectionString"]["value"]) == (
+        "applicationInsights.properties.ConnectionString"
+    )
+    assert not {n for n in infra.app_settings if n.startswith("OTEL_EXPORTER_OTLP")}
+    assert infra.app_settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"].endswith(";Authorization=AAD")
+    publishers = [g for g in templates.role_grants() if g.scope is not None and g.scope.type == APP_INSIGHTS]
+    assert [KNOWN_BUILT_IN_ROLES[g.role_id] for g in publishers] == ["Monitoring Metrics Publisher"]
+    assert [g.principal_id for g in publishers] == ["principalId"]  # the app's identity (rbac's principalId)

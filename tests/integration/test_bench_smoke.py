@@ -37,3 +37,21 @@ def test_bench_prints_the_raw_and_runner_rows() -> None:
     assert sum(p.startswith("raw ORT") for p in paths) >= 2 and paths[-1].startswith("product runner"), paths
     assert all(float(r["texts/s"].replace(",", "")) > 0 and r["errors"] == "0" for r in rows), rows
     assert [r["vs best raw"] for r in rows if r["path"].startswith("raw ORT")].count("1.00") >= 1, rows
+
+
+def test_bench_prints_the_host_row_without_an_exporter_and_with_telemetry_on() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--only", "host,telemetry", "--texts", "40"]
+        + ["--clients", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "FAILED" not in result.stdout, result.stdout
+    rows = {r["path"]: r for r in table_rows(result.stdout, "Embeddings")}
+    assert set(rows) == {"local host, 2 client(s)", "telemetry on: host + OTLP http export, 2 client(s)"}, rows
+    assert all(float(r["texts/s"].replace(",", "")) > 0 and r["errors"] == "0" for r in rows.values()), rows
+    exported = re.search(r"the OTLP sink took ([\d,]+) spans", result.stdout)
+    assert exported is not None and int(exported.group(1).replace(",", "")) > 0, result.stdout

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from azure.eventhub import EventData, EventDataBatch
 from azure.eventhub.exceptions import EventHubError
 
+from shared import telemetry
 from shared.adapters.azure.connection import default_credential, parse_connection_string
 from shared.adapters.azure.errors import translated
 from shared.adapters.azure.probe import PING_TIMEOUT_S, ping
@@ -25,6 +26,7 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/json"
+TRACEPARENT = "traceparent"  # the W3C trace context, as an application property (Event Hubs' own convention)
 
 
 class Producer(Protocol):
@@ -36,14 +38,19 @@ class Producer(Protocol):
     def close(self) -> None: ...
 
 
-def serialise(event: UsageEvent) -> EventData:
-    """The event's JSON (what `UsageEvent.model_validate_json` reads back from the trigger's body)."""
+def serialise(event: UsageEvent, traceparent: str | None = None) -> EventData:
+    """The event's JSON (what `UsageEvent.model_validate_json` reads back from the trigger's body), and the trace
+    that produced it as the application property `traceparent` (which the billing trigger continues)."""
     data = EventData(event.model_dump_json())
     data.content_type = CONTENT_TYPE
+    if traceparent:
+        data.properties = {TRACEPARENT: traceparent}
     return data
 
 
-def build_batches(events: Sequence[UsageEvent], new_batch: Callable[[str], EventDataBatch]) -> list[EventDataBatch]:
+def build_batches(
+    events: Sequence[UsageEvent], new_batch: Callable[[str], EventDataBatch], traceparent: str | None = None
+) -> list[EventDataBatch]:
     """Group by tenant (first-seen order), one batch per tenant keyed by it, split when a batch is full."""
     by_tenant: dict[str, list[UsageEvent]] = {}
     for e in events:
@@ -52,7 +59,7 @@ def build_batches(events: Sequence[UsageEvent], new_batch: Callable[[str], Event
     for tenant, group in by_tenant.items():
         batch = new_batch(tenant)
         for event in group:
-            data = serialise(event)
+            data = serialise(event, traceparent)
             try:
                 batch.add(data)
             except ValueError:  # full
@@ -119,7 +126,10 @@ class AzureUsageStream:
             producer = self._producer or self._connect()
             self._producer = producer
             try:
-                for batch in build_batches(events, lambda tenant: producer.create_batch(partition_key=tenant)):
+                batches = build_batches(
+                    events, lambda tenant: producer.create_batch(partition_key=tenant), telemetry.traceparent()
+                )
+                for batch in batches:
                     producer.send_batch(batch, timeout=self._send_timeout_s)
             except Exception:
                 # A client that failed is rebuilt on the next publish rather than trusted.

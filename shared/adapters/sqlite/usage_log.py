@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from shared import telemetry
 from shared.adapters.sqlite.db import SqliteDatabase
 from shared.domain.ports import LoggedEvent, partition_for
 from shared.schemas.usage import UsageEvent
@@ -19,8 +20,11 @@ class SqliteUsageLog:
         with db.transaction() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS usage_log (partition INTEGER NOT NULL, offset INTEGER NOT NULL,"
-                " body TEXT NOT NULL, PRIMARY KEY (partition, offset))"
+                " body TEXT NOT NULL, traceparent TEXT, PRIMARY KEY (partition, offset))"
             )
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(usage_log)")}
+            if "traceparent" not in columns:  # a log written before events carried their trace
+                conn.execute("ALTER TABLE usage_log ADD COLUMN traceparent TEXT")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS usage_checkpoints (consumer_group TEXT NOT NULL,"
                 " partition INTEGER NOT NULL, offset INTEGER NOT NULL, PRIMARY KEY (consumer_group, partition))"
@@ -30,9 +34,10 @@ class SqliteUsageLog:
         self.db.ping("usage_log")
 
     def publish(self, events: Sequence[UsageEvent]) -> None:
-        self.append([(e.tenant, e.model_dump_json()) for e in events])
+        """Each event with the current trace context (Event Hubs' `traceparent` application property)."""
+        self.append([(e.tenant, e.model_dump_json()) for e in events], telemetry.traceparent())
 
-    def append(self, keyed_bodies: Sequence[tuple[str, str]]) -> None:
+    def append(self, keyed_bodies: Sequence[tuple[str, str]], traceparent: str | None = None) -> None:
         """Append raw bodies under partition keys (what any producer can write, valid or not)."""
         with self.db.transaction() as conn:
             for key, body in keyed_bodies:
@@ -40,7 +45,10 @@ class SqliteUsageLog:
                 (last,) = conn.execute(
                     "SELECT COALESCE(MAX(offset), -1) FROM usage_log WHERE partition = ?", (partition,)
                 ).fetchone()
-                conn.execute("INSERT INTO usage_log VALUES (?, ?, ?)", (partition, last + 1, body))
+                conn.execute(
+                    "INSERT INTO usage_log (partition, offset, body, traceparent) VALUES (?, ?, ?, ?)",
+                    (partition, last + 1, body, traceparent),
+                )
 
     def read(self, consumer_group: str, partition: int, max_events: int) -> list[LoggedEvent]:
         """Events after the group's checkpoint on that partition, oldest first."""
@@ -51,10 +59,11 @@ class SqliteUsageLog:
             ).fetchone()
             start = row[0] + 1 if row else 0
             rows = conn.execute(
-                "SELECT offset, body FROM usage_log WHERE partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
+                "SELECT offset, body, traceparent FROM usage_log WHERE partition = ? AND offset >= ?"
+                " ORDER BY offset LIMIT ?",
                 (partition, start, max_events),
             ).fetchall()
-        return [LoggedEvent(partition, offset, body) for offset, body in rows]
+        return [LoggedEvent(partition, offset, body, traceparent) for offset, body, traceparent in rows]
 
     def checkpoint(self, consumer_group: str, partition: int, offset: int) -> None:
         with self.db.transaction() as conn:
