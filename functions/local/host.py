@@ -3,9 +3,11 @@ objects Azure indexes, on embedded SQLite. `make run` starts it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import uvicorn
@@ -81,6 +83,24 @@ class LocalHost:
         self.app.registry.close()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, running `on_exit` once it has stopped serving. uvicorn re-raises the SIGTERM or SIGINT that
+    stopped it (so the process dies of it, as it should), which ends the process before any code after `run()`:
+    the host's own shutdown (buffered outcomes and spans flushed, models closed) must run before that."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._on_exit()
+
+
 def build_app(settings: Settings) -> tuple[Inferq, dict[str, str]]:
     """Everything; with a demo tenant in the config, its key and an admin key added (from INFERQ_API_KEY and
     INFERQ_ADMIN_KEY, or generated: those are returned by the variable that would have set them)."""
@@ -120,10 +140,19 @@ def main() -> int:
     for variable, key in generated.items():
         who = "demo tenant's" if variable == "INFERQ_API_KEY" else "admin"
         print(f"{who} API key (set {variable} to choose one): export {variable}={key}", flush=True)
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            host.stop()
+
+    config = uvicorn.Config(http_api.app, host=settings.host, port=settings.port, log_level="warning")
     try:
-        uvicorn.run(http_api.app, host=settings.host, port=settings.port, log_level="warning")
+        _Server(config, on_exit=stop).run()
     finally:
-        host.stop()
+        stop()  # when uvicorn failed before serving (a port in use)
     return 0
 
 
