@@ -81,6 +81,7 @@ class LocalHost:
             pump.shutdown()
         self.app.worker.flush_outcomes()
         self.app.registry.close()
+        telemetry.shutdown()
 
 
 class _Server(uvicorn.Server):

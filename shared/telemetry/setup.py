@@ -39,6 +39,22 @@ def configure(settings: Settings, app: Any = None) -> str:
     return mode
 
 
+def shutdown() -> None:
+    """Export what the providers buffer (spans, metrics) and stop them: the SDK's own atexit hook never runs when
+    a signal ends the process, which is how a host is stopped."""
+    if _configured in (None, "off"):
+        return
+    from opentelemetry import metrics
+
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        stop = getattr(provider, "shutdown", None)
+        if callable(stop):
+            try:
+                stop()
+            except Exception:  # an exporter that can't reach its collector must not block the shutdown
+                log.exception("telemetry: %s did not shut down cleanly", type(provider).__name__)
+
+
 def _configure(settings: Settings) -> str:
     if settings.otel_sdk_disabled:
         return "off"
