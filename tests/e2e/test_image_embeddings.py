@@ -166,6 +166,16 @@ def test_a_bad_image_is_a_4xx_naming_its_input_and_the_host_keeps_serving(host: 
     assert raised.value.status_code == status
 
 
+def test_the_text_routes_reach_the_text_tower_and_refuse_what_it_cant_take(host: RunningHost) -> None:
+    with host.client() as c:
+        azure = c.post(f"/openai/deployments/{MODEL}/embeddings?api-version=2024-10-21", json={"input": "a cat"})
+        assert azure.status_code == 200 and len(azure.json()["data"][0]["embedding"]) == DIMENSIONS
+        tokens = c.post("/v1/embeddings", json={"model": MODEL, "input": [[0, 5, 1]]})
+        assert tokens.status_code == 422 and tokens.json()["detail"][0]["loc"] == ["body", "input", 0]
+        default = c.post("/embeddings", json={"input": "no model named"})  # still the first text model
+        assert default.headers["azureml-model-deployment"] == "all-MiniLM-L6-v2"
+
+
 def test_a_text_only_model_or_an_image_route_without_images_is_refused(host: RunningHost) -> None:
     with host.client() as c:
         wrong_kind = c.post("/images/embeddings", json={"model": "all-MiniLM-L6-v2", "input": [{"image": "x"}]})
