@@ -148,7 +148,7 @@ class ImageEmbeddingsKind:
     deterministic_usage = True
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ClipRuntime:
-        threads = max(1, settings.intra_op_threads // settings.batch_workers)
+        threads = max(1, (deployment.intra_op_threads or settings.intra_op_threads) // settings.batch_workers)
         runner = ClipRunner(fetch(deployment.model.files), deployment.max_tokens, threads)
         return ClipRuntime(runner, deployment, settings)
 
