@@ -176,7 +176,7 @@ class ImageEmbeddingsKind:
         check(request, work.deployment, Edge("error", work.settings), decode=None)
         runner = runtime.runner
         # Every text in input order (a text input, or an image's text), tokenized in one batch.
-        texts = [x if isinstance(x, str) else x.text for x in request.input if isinstance(x, str) or x.text]
+        texts = [x if isinstance(x, str) else x.text for x in request.input]
         encodings = iter(runner.tokenize([t for t in texts if t is not None]))
         items: list[Item] = []
         spans: list[int] = []  # how many items each input has: 1, or 2 for an image with its text
