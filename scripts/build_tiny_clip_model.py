@@ -198,6 +198,21 @@ def export(clip: Any, out: Path, image_size: int) -> None:
         )
 
 
+def strip_metadata(path: Path) -> None:
+    """Drop what the exporter records per node (stack traces with this script's line numbers, FX names): the
+    files then depend only on the weights and the graph, so a rebuild is byte-identical."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    for info in (*model.graph.input, *model.graph.output, *model.graph.value_info, *model.graph.initializer):
+        del info.metadata_props[:]
+    del model.metadata_props[:]
+    onnx.save(model, str(path))
+
+
 def reference(clip: Any, out: Path) -> dict[str, Any]:
     """transformers' own vectors for a fixed image and texts: what the ONNX runtime must reproduce."""
     import numpy as np
@@ -286,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             (stage / "preprocessor_config.json").write_text(processor + "\n")
         clip.config.to_json_file(str(stage / "config.json"))
         export(clip, stage, image_size)
+        for tower in ("text_model.onnx", "vision_model.onnx"):
+            strip_metadata(stage / tower)
         if not args.hf_model:
             ref = reference(clip, stage)
             (stage / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
