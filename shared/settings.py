@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     max_inputs: int = 2048
     max_input_chars: int = 100_000
     retry_after_s: int = 1
+    # Image inputs (POST /images/embeddings), each checked from its header before any pixel is decoded: its bytes
+    # (after base64), its width and height, and its pixels (width × height; a decompression bomb's header says so).
+    image_max_bytes: int = Field(default=6 * 1024 * 1024, gt=0)
+    image_max_side: int = Field(default=8192, gt=0)
+    # At least 1024 × 1024: Pillow's bomb check (set to this, process-wide) also guards its crops and resizes.
+    image_max_pixels: int = Field(default=16_777_216, ge=1_048_576)  # 4096 × 4096
     # The OpenAPI schema and its Swagger UI (/openapi.json, /docs): "key" serves them to any API key, "off" answers
     # 404. Unset: "key" on the embedded backend, "off" on Azure (a deployment publishes no schema unless told to).
     docs: Literal["off", "key"] | None = None

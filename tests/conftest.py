@@ -36,6 +36,10 @@ KEYS = {"acme": "acme-key", "globex": "globex-key"}
 ADMIN_KEY = "admin-key"
 
 
+# The index in `deployments` of the first deployment `write_config(after=...)` appends (what config errors name).
+APPENDED = (ROOT / "config" / "inferq.toml").read_text().count("[[deployments]]")
+
+
 def write_config(path: Path, extra: str = "", after: str = "") -> Path:
     """The example config's deployments with two tenants whose keys are known to the tests; `extra` goes before
     the deployments (tenants), `after` at the end (more deployments, endpoints)."""

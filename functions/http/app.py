@@ -9,7 +9,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from functions.http import errors, routes_azure, routes_chat, routes_dashboard, routes_docs, routes_score, routes_usage
+from functions.http import (
+    errors,
+    routes_azure,
+    routes_chat,
+    routes_dashboard,
+    routes_docs,
+    routes_images,
+    routes_score,
+    routes_usage,
+)
 from functions.http.body import StrictJsonRoute
 from functions.http.body_limit import BodyLimitMiddleware
 from functions.http.deps import Auth, DeploymentHeader, Extra, Gate
@@ -111,7 +120,14 @@ def create_app() -> FastAPI:
     api.add_exception_handler(RequestValidationError, errors.on_validation_error)
     api.add_exception_handler(HTTPException, errors.on_http_error)
     api.add_exception_handler(Exception, errors.on_unexpected)
-    for r in (router, routes_chat.router, routes_azure.router, routes_score.router, routes_usage.router):
+    for r in (
+        router,
+        routes_chat.router,
+        routes_azure.router,
+        routes_score.router,
+        routes_images.router,
+        routes_usage.router,
+    ):
         api.include_router(r)
         # An OpenAI `base_url` ending in /v1 (what most client code has); the schema lists each route once.
         api.include_router(r, prefix="/v1", include_in_schema=False)

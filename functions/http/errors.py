@@ -28,6 +28,7 @@ STATUS: dict[type[errors.InferqError], int] = {
     errors.ContentFiltered: 400,
     errors.Conflict: 409,
     errors.InvalidInput: 422,
+    errors.InputTooLarge: 413,
     errors.QuotaExceeded: 429,
     errors.TransientError: 503,
 }
@@ -38,6 +39,7 @@ JOB_STATUS: dict[JobStatus, int] = {JobStatus.CANCELLED: 409, JobStatus.EXPIRED:
 JOB_ERROR_STATUS: dict[str, int] = {
     "InvalidInput": 422,
     "InvalidMessage": 422,
+    errors.InputTooLarge.code: 413,  # an input over a size limit, found by the worker
     "ScriptError": 400,  # the scoring script refused the request (most often its input)
     "content_filter": 400,  # content safety refused the prompt
 }
@@ -79,6 +81,9 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.InferqError)
     status = status_of(exc)
     headers: dict[str, str] = {}
+    if isinstance(exc, errors.InputTooLarge):  # the error shape of a 413, naming the input as a 422 does
+        body = {"error": {"code": exc.code, "message": exc.message, "loc": list(exc.loc)}}
+        return error_response(_jsonable(body), status)
     if isinstance(exc, errors.InvalidInput):
         body = validation_body(exc.loc, exc.message, "invalid_parameter", exc.input)
         return error_response(_jsonable(body), status)

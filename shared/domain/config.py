@@ -37,6 +37,7 @@ class RunnerKind(StrEnum):
     CHAT = "chat-completion"
     SCORE = "score"  # a user's scoring script with init() and run(raw_data), as on Azure ML
     TEXT_CLASSIFIER = "text-classifier"  # an ONNX classifier that content safety rates text with
+    IMAGE_EMBEDDINGS = "image-embeddings"  # a CLIP-style pair of towers: images and texts in one vector space
 
     @property
     def model_type(self) -> str:
@@ -44,13 +45,20 @@ class RunnerKind(StrEnum):
         input and output are its own, which none of them describes: it answers its kind, "score"."""
         return _MODEL_TYPES[self]
 
+    def serves(self, route: RunnerKind) -> bool:
+        """A deployment of this kind answers the routes of kind `route`: its own, and an image-embeddings model
+        also the text embeddings routes (its text tower, into the same space as its images)."""
+        return route is self or route in _ALSO_SERVES.get(self, ())
+
 
 _MODEL_TYPES = {
     RunnerKind.EMBEDDINGS: "embeddings",
     RunnerKind.CHAT: "chat_completion",
     RunnerKind.SCORE: "score",
     RunnerKind.TEXT_CLASSIFIER: "text_classification",
+    RunnerKind.IMAGE_EMBEDDINGS: "image_embeddings",
 }
+_ALSO_SERVES = {RunnerKind.IMAGE_EMBEDDINGS: (RunnerKind.EMBEDDINGS,)}
 # A text classifier's output label: "<category>:<severity>" (what the label means), or "none" (ignored).
 Label = Annotated[str, Field(pattern=r"^((hate|sexual|violence|self_harm):(low|medium|high)|none)$")]
 

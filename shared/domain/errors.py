@@ -7,6 +7,7 @@ InferqError
 ├── NotFound                  unknown model, job, or another tenant's job
 ├── Conflict                  a state that forbids the operation (cancel a running job, reused key)
 ├── InvalidInput              bad request content (loc names the parameter) — permanent
+│   └── InputTooLarge         an input over a size limit (an image's bytes or pixels)
 ├── ContentFiltered           a prompt its deployment's content safety refuses (result: what it found)
 ├── QuotaExceeded             a spending limit is reached (retry_after_s)
 │   └── RateLimited           a tenant's requests or tokens per minute are used up (state: the limits)
@@ -63,6 +64,10 @@ class InvalidInput(InferqError):
         super().__init__(message)
         self.loc = loc
         self.input = input
+
+
+class InputTooLarge(InvalidInput):
+    code = "PayloadTooLarge"
 
 
 class ContentFiltered(InferqError):

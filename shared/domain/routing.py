@@ -114,7 +114,7 @@ class Router:
     def _check_kind(self, endpoint: Endpoint, kind: RunnerKind | None) -> None:
         """A modality the model doesn't serve is a 404, as the Azure AI Model Inference reference answers."""
         actual = self._kind(endpoint)
-        if kind is not None and actual is not kind:
+        if kind is not None and not actual.serves(kind):
             raise NotFound(
                 f"Model '{endpoint.name}' is of type {actual.model_type}; this route serves {kind.model_type} models."
             )

@@ -174,7 +174,7 @@ class EmbeddingsKind:
         request = parse(payload)
         check(request, work.deployment, Edge("error", work.settings, lambda: runtime.runner.vocab_size))
         embeddings = runtime.predict(request.inputs, owner=work.job.tenant)
-        vectors = [_encode(e, request.encoding_format) for e in embeddings]
+        vectors = [encode_vector(e, request.encoding_format) for e in embeddings]
         return output(work, vectors, sum(e.tokens for e in embeddings))
 
     def render(self, result: dict[str, Any]) -> Any:
@@ -192,7 +192,7 @@ def output(work: Work, vectors: Sequence[list[int] | list[float] | str], tokens:
     return TaskOutput(result=response, usage={Meter.INPUT_TOKENS: tokens})
 
 
-def _encode(embedding: Embedding, encoding_format: str) -> list[int] | list[float] | str:
+def encode_vector(embedding: Embedding, encoding_format: str) -> list[int] | list[float] | str:
     """The vector in the requested format. The vectors are unit-norm, so every component lies in [-1, 1]: int8 is
     round(127·x), a fixed symmetric scale that needs no calibration data, never clips, keeps 0 at 0 (int8 dot
     products are 127² × the cosine, up to rounding) and is the same for every request; uint8 is that + 128.

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import ConfigError, ModelNotBuilt
 from shared.domain.ports import ModelSource
-from shared.runtimes import chat, embeddings, score, text_classifier
+from shared.runtimes import chat, embeddings, image_embeddings, score, text_classifier
 from shared.runtimes.base import Kind, Runtime
 from shared.settings import Settings
 
@@ -22,6 +22,7 @@ KINDS: Mapping[RunnerKind, Kind[Any]] = {
     RunnerKind.CHAT: chat.KIND,
     RunnerKind.SCORE: score.KIND,
     RunnerKind.TEXT_CLASSIFIER: text_classifier.KIND,
+    RunnerKind.IMAGE_EMBEDDINGS: image_embeddings.KIND,
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 from shared.adapters.model_source import ModelSources, sha256_of
 from shared.domain.config import load_config
 from shared.domain.errors import ConfigError
-from tests.conftest import write_config
+from tests.conftest import APPENDED, write_config
 
 ANY = "0" * 64
 
@@ -33,7 +33,9 @@ def embedder(model: str) -> str:
 @pytest.mark.parametrize("name", ["../../etc/hostname", "/etc/hostname", "sub/../../x", "..", "a\\\\..\\\\..\\\\x", ""])
 def test_a_file_name_that_leaves_its_folder_is_refused_by_the_config(tmp_path: Path, name: str) -> None:
     deployment = embedder(table("config/demo/scoring/model", {name: ANY}))
-    with pytest.raises(ConfigError, match=r"deployments\.4\.model\.files: .* must be a relative path inside its"):
+    with pytest.raises(
+        ConfigError, match=rf"deployments\.{APPENDED}\.model\.files: .* must be a relative path inside its"
+    ):
         load_config(write_config(tmp_path / "c.toml", after=deployment))
 
 

@@ -17,7 +17,7 @@ from shared.domain.config import Deployment, load_config
 from shared.domain.errors import ConfigError, ModelNotBuilt
 from shared.runtimes.registry import RuntimeRegistry
 from shared.settings import Settings
-from tests.conftest import CHAT_MODEL_DIR, ROOT, write_config
+from tests.conftest import APPENDED, CHAT_MODEL_DIR, ROOT, write_config
 
 FOLDER = ("models", "smollm2-135m-instruct-int4")
 
@@ -98,7 +98,7 @@ def test_the_config_refuses_a_manifest_it_cant_use(tmp_path: Path, model: str, p
     chat = (
         f'[[deployments]]\nname = "probe"\nkind = "chat-completion"\nmodel_name = "p"\n[deployments.model]\n{model}\n'
     )
-    with pytest.raises(ConfigError, match=rf"deployments\.4\.model: .*{problem}"):
+    with pytest.raises(ConfigError, match=rf"deployments\.{APPENDED}\.model: .*{problem}"):
         load_config(write_config(tmp_path / "c.toml", after=chat))
 
 

@@ -57,6 +57,9 @@ class Post:
     query: tuple[str, ...] = ()
 
 
+PIXEL_PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
 CHAT_FIELDS = ("model", "temperature", "top_p", "max_tokens", "stop", "seed", "n", "user", "stream_options")
 POSTS = {
     "/embeddings": Post({"input": "x"}, ("input", "model", "dimensions", "encoding_format", "input_type", "user")),
@@ -66,6 +69,10 @@ POSTS = {
         {"stream": False},
     ),
     "/completions": Post({"model": "tiny-random-chat", "prompt": "hi"}, ("prompt", *CHAT_FIELDS), {"stream": False}),
+    "/images/embeddings": Post(
+        {"model": "tiny-random-clip", "input": [{"image": PIXEL_PNG, "text": "red"}]},
+        ("input", "model", "dimensions", "encoding_format", "input_type"),
+    ),
     "/score": Post({"model": "linear-scorer", "data": [[1, 2, 3]]}, ("model", "data"), query=("model",)),
     "/score/{endpoint}": Post({"data": [[1, 2, 3]]}, ("model", "data")),
 }

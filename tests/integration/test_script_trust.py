@@ -20,7 +20,7 @@ from shared.domain.jobs import JobStatus
 from shared.runtimes.engines.scoring_script import ScoringScript
 from shared.runtimes.score import KIND as SCORE
 from shared.settings import Settings
-from tests.conftest import wait_for, write_config
+from tests.conftest import APPENDED, wait_for, write_config
 from tests.integration.test_worker import drain, pump
 
 ACME = Caller("acme")
@@ -79,9 +79,9 @@ def scorer(script: str = "score.py", code: str = "", model: str = "") -> str:
     ("deployment", "message"),
     [
         (scorer("../evil/score.py", table(".", {"../evil/score.py": ANY})),
-         r"deployments\.4\.code\.files: .*'\.\./evil/score\.py' must be a relative path inside its folder"),
+         rf"deployments\.{APPENDED}\.code\.files: .*'\.\./evil/score\.py' must be a relative path inside its folder"),
         (scorer("/tmp/evil.py", table(".", {"/tmp/evil.py": ANY})),
-         r"deployments\.4\.code\.files: .*'/tmp/evil\.py' must be a relative path inside its folder"),
+         rf"deployments\.{APPENDED}\.code\.files: .*'/tmp/evil\.py' must be a relative path inside its folder"),
     ],
 )  # fmt: skip
 def test_a_script_outside_its_code_folder_is_refused_by_the_config(
@@ -112,7 +112,8 @@ def test_a_symlinked_script_that_leaves_its_code_folder_is_refused_when_the_depl
         (scorer("config/demo/scoring/score.py"), r"'config/demo/scoring/score\.py' must be one of `code\.files`"),
         (scorer("score.py", table(".", {"helper.py": ANY})),
          r"'score\.py' must be one of `code\.files` \(a file name in the folder `code\.source`, with its sha256\)"),
-        (scorer("score.py", table(".", {"score.py": "not-a-sha"})), r"deployments\.4\.code\.files\.score\.py"),
+        (scorer("score.py", table(".", {"score.py": "not-a-sha"})),
+         rf"deployments\.{APPENDED}\.code\.files\.score\.py"),
     ],
 )  # fmt: skip
 def test_an_unpinned_script_is_refused_by_the_config(tmp_path: Path, deployment: str, message: str) -> None:

@@ -21,6 +21,7 @@ KIND_MODULES = {
     "shared/runtimes/chat.py",
     "shared/runtimes/score.py",
     "shared/runtimes/text_classifier.py",
+    "shared/runtimes/image_embeddings.py",
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 from shared.domain.config import AppConfig, load_config
 from shared.domain.content_safety import Blocklist, Category, ContentSafetyPolicy, Screen, Severities, Severity
 from shared.domain.errors import ConfigError
-from tests.conftest import write_config
+from tests.conftest import APPENDED, write_config
 
 SAFETY_AFTER_CHAT = '[[deployments]]\nname = "smollm2-135m-instruct"'  # tiny-random-chat's table ends here
 
@@ -91,8 +91,8 @@ def test_a_valid_policy_loads(tmp_path: Path) -> None:
             r"'text-classifier'",
         ),
         ('[deployments.content_safety]\nenabled = "maybe"', "", "", r"deployments\.1\.content_safety\.enabled"),
-        ("", "", CLASSIFIER.replace('labels = ["hate:high", "none"]', ""), r"deployments\.4: .*needs them"),
-        ("", "", CLASSIFIER.replace('"hate:high"', '"hate:extreme"'), r"deployments\.4\.labels\.0"),
+        ("", "", CLASSIFIER.replace('labels = ["hate:high", "none"]', ""), rf"deployments\.{APPENDED}: .*needs them"),
+        ("", "", CLASSIFIER.replace('"hate:high"', '"hate:extreme"'), rf"deployments\.{APPENDED}\.labels\.0"),
     ],
 )
 def test_a_policy_mistake_is_refused_naming_its_field(
