@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,19 @@ class SqliteDatabase:
         # backs off (milliseconds each) when threads contend for the write lock.
         self._write_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection().execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
+        self._use_wal()
+
+    def _use_wal(self, attempts: int = 50) -> None:
+        """Readers don't block the writer. Processes that open a new file at once all ask to switch it; SQLite
+        answers "database is locked" at once to all but one (its busy handler would deadlock them), so retry."""
+        for attempt in range(attempts):
+            try:
+                self.connection().execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise StorageUnavailable(f"database {self.path} unavailable: {exc}") from exc
+                time.sleep(0.01 * (attempt + 1))
 
     def connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
