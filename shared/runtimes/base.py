@@ -131,6 +131,17 @@ def extras_allowed(request: BaseModel, extra: ExtraMode) -> dict[str, Any]:
     return extras
 
 
+def check_dimensions(requested: int | None, deployment: Deployment) -> None:
+    """An embeddings model returns its own number of dimensions: a request may ask for that number only."""
+    if requested is not None and requested != deployment.dimensions:
+        raise InvalidInput(
+            f"Model '{deployment.name}' returns {deployment.dimensions} dimensions and can't change that; "
+            f"got dimensions={requested}.",
+            loc=("body", "dimensions"),
+            input=requested,
+        )
+
+
 def check_unicode(value: Any, loc: tuple[str | int, ...] = ("body",)) -> None:
     """InvalidInput naming the first string (or key) that UTF-8 can't carry: JSON escapes can spell lone
     surrogates ("\\ud800"), which no queue message, tokenizer or response could hold."""

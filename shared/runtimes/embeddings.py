@@ -11,7 +11,16 @@ import numpy as np
 
 from shared.domain.config import Deployment, RunnerKind
 from shared.domain.errors import InvalidInput
-from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, check_unicode, extras_allowed, token_bound
+from shared.runtimes.base import (
+    Edge,
+    Fetch,
+    TaskOutput,
+    Work,
+    check_dimensions,
+    check_unicode,
+    extras_allowed,
+    token_bound,
+)
 from shared.runtimes.base import parse_payload as _parse
 from shared.runtimes.batching import MicroBatcher
 from shared.runtimes.engines.onnx_embeddings import RUN_OVERHEAD_TOKENS, Embedding, EmbeddingRunner, Tokens
@@ -89,13 +98,7 @@ def check(request: EmbeddingsRequest, deployment: Deployment, edge: Edge) -> dic
                 loc=("body", "input", i),
                 input=len(text),
             )
-    if request.dimensions is not None and request.dimensions != deployment.dimensions:
-        raise InvalidInput(
-            f"Model '{deployment.name}' returns {deployment.dimensions} dimensions and can't change that; "
-            f"got dimensions={request.dimensions}.",
-            loc=("body", "dimensions"),
-            input=request.dimensions,
-        )
+    check_dimensions(request.dimensions, deployment)
     payload = request.model_dump(exclude_none=True, exclude=set(extras))
     check_unicode(payload)
     return payload

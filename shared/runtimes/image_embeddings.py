@@ -27,6 +27,7 @@ from shared.runtimes.base import (
     Fetch,
     TaskOutput,
     Work,
+    check_dimensions,
     check_unicode,
     extras_allowed,
     parse_payload,
@@ -129,13 +130,7 @@ def check(request: Any, deployment: Deployment, edge: Edge, decode: Any = images
                 _check_text(item.text, ("body", "input", i, "text"), settings)
         else:
             _check_text(item, ("body", "input", i), settings)
-    if request.dimensions is not None and request.dimensions != deployment.dimensions:
-        raise InvalidInput(
-            f"Model '{deployment.name}' returns {deployment.dimensions} dimensions and can't change that; "
-            f"got dimensions={request.dimensions}.",
-            loc=("body", "dimensions"),
-            input=request.dimensions,
-        )
+    check_dimensions(request.dimensions, deployment)
     payload: dict[str, Any] = request.model_dump(exclude_none=True, exclude=set(extras))
     payload["input"] = [x.model_dump(exclude_none=True) if isinstance(x, ImageEmbeddingInput) else x for x in inputs]
     check_unicode(payload)

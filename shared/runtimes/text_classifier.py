@@ -20,6 +20,7 @@ from shared.domain.config import Deployment, RunnerKind
 from shared.domain.content_safety import Severities
 from shared.domain.errors import ConfigError, ModelError
 from shared.runtimes.base import Edge, Fetch, TaskOutput, Work, check_unicode, parse_payload, token_bound
+from shared.runtimes.engines.sessions import cpu_session
 from shared.schemas.usage import Meter
 from shared.settings import Settings
 
@@ -61,14 +62,11 @@ class TextClassifierRuntime:
         with self._lock:
             if self._session is not None:
                 return
-            import onnxruntime as ort
             from tokenizers import Tokenizer
 
             try:
                 tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = self.intra_op_threads
-                session = ort.InferenceSession(str(self.model_dir / "model.onnx"), options)
+                session = cpu_session(self.model_dir / "model.onnx", self.intra_op_threads)
             except Exception as exc:  # tokenizers and onnxruntime raise their own types
                 raise ConfigError(f"{self.model_dir}: the classifier does not load: {exc}") from exc
             outputs = session.get_outputs()[0].shape

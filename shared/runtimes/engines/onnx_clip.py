@@ -20,6 +20,7 @@ import numpy as np
 
 from shared.domain.errors import ConfigError, ModelError
 from shared.runtimes.engines.onnx_embeddings import Embedding
+from shared.runtimes.engines.sessions import cpu_session
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -114,7 +115,6 @@ class ClipRunner:
         with self._lock:
             if self._vision is not None:
                 return
-            import onnxruntime as ort
             from tokenizers import Tokenizer
 
             config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
@@ -130,17 +130,8 @@ class ClipRunner:
             tokenizer.enable_truncation(max_length=self.max_tokens)
             text_config = config.get("text_config", {})
             self._pad_id = int(text_config.get("pad_token_id", text_config.get("eos_token_id", 0)) or 0)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.intra_op_threads
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see onnx_embeddings
-
-            def session(name: str) -> onnxruntime.InferenceSession:
-                return ort.InferenceSession(
-                    str(self.model_dir / name), sess_options=options, providers=["CPUExecutionProvider"]
-                )
-
-            vision_session, text_session = session("vision_model.onnx"), session("text_model.onnx")
+            vision_session = cpu_session(self.model_dir / "vision_model.onnx", self.intra_op_threads)
+            text_session = cpu_session(self.model_dir / "text_model.onnx", self.intra_op_threads)
             self._text_inputs = {i.name for i in text_session.get_inputs()}
             self.dimensions = int(config.get("projection_dim") or 0)
             self._tokenizer, self._text, self._vision = tokenizer, text_session, vision_session

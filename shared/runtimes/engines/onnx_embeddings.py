@@ -12,6 +12,7 @@ import numpy as np
 
 from shared.domain.errors import ModelError
 from shared.runtimes.batching import runs
+from shared.runtimes.engines.sessions import cpu_session
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -70,7 +71,6 @@ class EmbeddingRunner:
         with self._lock:
             if self._session is not None:
                 return
-            import onnxruntime as ort
             from tokenizers import Tokenizer
 
             tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
@@ -78,15 +78,7 @@ class EmbeddingRunner:
             tokenizer.no_padding()
             tokenizer.enable_truncation(max_length=self.max_tokens)
             self._pad_id = tokenizer.token_to_id("[PAD]") or 0
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.intra_op_threads
-            options.inter_op_num_threads = 1
-            # ORT's pool threads spin between runs by default: right for a loop that only runs the model, wrong in
-            # a server, where they take the cores the HTTP side and the worker need between batches.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            session = ort.InferenceSession(
-                str(self.model_dir / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            session = cpu_session(self.model_dir / "model.onnx", self.intra_op_threads)
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer, self._session = tokenizer, session
 
