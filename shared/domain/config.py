@@ -115,8 +115,8 @@ class Deployment(_Strict):
     code: ModelSpec | None = None  # kind "score": the script's folder (Azure ML's `code`), its files pinned
     max_tokens: int = Field(default=256, gt=0)
     dimensions: int | None = None
-    # ONNX Runtime intra-op threads for this model (default: the `intra_op_threads` setting, the cores). A tiny
-    # model runs fastest on one: on more, waking the pool for every small op costs more than the op.
+    # ONNX Runtime intra-op threads for this model (default: the `intra_op_threads` setting, the cores): a tiny
+    # model's ops can cost less than waking a pool of threads for them.
     intra_op_threads: int | None = Field(default=None, ge=1)
     prices: dict[Meter, Decimal] = Field(default_factory=dict)
     content_safety: ContentSafetyPolicy | None = None  # kind "chat-completion": prompts and completions screened
