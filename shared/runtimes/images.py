@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,6 +40,10 @@ class ImageLimits:
 
 
 Loc = tuple[str | int, ...]
+
+# At most this many images decode at the edge at once: a WebP or GIF frame within the pixel limit holds up to
+# 64 MB while it decodes, and more decodes at a time than cores would only add memory, not speed.
+_EDGE_DECODES = threading.BoundedSemaphore(os.cpu_count() or 1)
 
 
 def image_bytes(value: str, limits: ImageLimits, loc: Loc) -> bytes:
@@ -75,7 +81,8 @@ def check(data: bytes, limits: ImageLimits, loc: Loc) -> tuple[str, int, int]:
             image.verify()  # every chunk read and its CRC checked, nothing inflated
         else:
             image.draft("RGB", (1, 1))  # a JPEG decodes at 1/8 scale; other formats ignore it
-            image.load()
+            with _EDGE_DECODES:
+                image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput(f"The {image.format} image can't be decoded: {exc}.", loc=loc) from exc
     return str(image.format), image.width, image.height

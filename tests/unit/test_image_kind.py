@@ -3,15 +3,21 @@ no default moves), the estimate admission reserves, and CLIPImageProcessor's res
 
 from __future__ import annotations
 
+import io
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, WebPImagePlugin
 
 from shared.domain.config import RunnerKind, load_config
 from shared.domain.errors import NotFound
 from shared.domain.routing import Router
+from shared.runtimes import images
 from shared.runtimes.engines.onnx_clip import Preprocessor
 from shared.runtimes.image_embeddings import KIND
 from tests.conftest import write_config
@@ -61,3 +67,31 @@ def test_the_shortest_side_is_resized_then_the_center_cropped(size: tuple[int, i
     pixels = preprocess(image).values
     assert pixels.shape == (3, 224, 224) and pixels.dtype == np.float32
     assert np.allclose(pixels, expected.transpose(2, 0, 1), atol=1e-5)
+
+
+def test_the_edge_decodes_no_more_images_at_once_than_there_are_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of WebP images (a frame is decoded whole at the edge) holds at most `cores` decodes in memory."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(buffer, "WEBP")
+    data = buffer.getvalue()
+    limits = images.ImageLimits(max_bytes=1_000_000, max_side=1_024, max_pixels=1_048_576)
+    running, most, lock = 0, 0, threading.Lock()
+    real_load = WebPImagePlugin.WebPImageFile.load
+
+    def load(self: WebPImagePlugin.WebPImageFile) -> object:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)  # a slow decode, so that the burst overlaps
+        try:
+            return real_load(self)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(WebPImagePlugin.WebPImageFile, "load", load)
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: images.check(data, limits, ("body", "input", i, "image")), range(32)))
+    assert results == [("WEBP", 64, 64)] * 32
+    assert 1 <= most <= (os.cpu_count() or 1)
