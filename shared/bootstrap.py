@@ -173,6 +173,7 @@ def bootstrap(
         cross_process=cross_process,
         dispatcher=dispatcher,
         stream=stream,
+        stats=stats,
         credentials=Credentials(
             config,
             keys_for=lambda issuer: signing_keys(

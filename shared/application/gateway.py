@@ -23,12 +23,13 @@ from shared.application.content_safety import ContentSafety
 from shared.application.credentials import Credentials
 from shared.application.dispatch import Dispatcher, Outgoing
 from shared.application.unit_of_work import JobUpdates
+from shared.domain import deployment_stats
 from shared.domain.auth import Caller
 from shared.domain.config import AppConfig, Deployment, Endpoint
 from shared.domain.content_safety import FilterResult, prompt_filter_results
 from shared.domain.errors import ConfigError, Conflict, ContentFiltered, Forbidden, NotFound, TransientError
 from shared.domain.jobs import Job, JobError, JobStatus, new_job_id
-from shared.domain.ports import BlobStore, JobQueue, JobSignals, JobStore, UsageStream
+from shared.domain.ports import BlobStore, DeploymentStats, JobQueue, JobSignals, JobStore, UsageStream
 from shared.domain.ratelimit import RateLimiter
 from shared.domain.rates import RateState
 from shared.domain.routing import Route, Router
@@ -73,6 +74,7 @@ class Gateway:
         dispatcher: Dispatcher,
         credentials: Credentials,
         stream: UsageStream | None = None,  # bills a prompt refused here (content safety), which no worker sees
+        stats: DeploymentStats | None = None,  # and counts it among the deployment's outcomes
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -90,6 +92,7 @@ class Gateway:
         self.cross_process = cross_process  # a job may end in another process: signals alone can't tell
         self.dispatcher = dispatcher
         self.stream = stream
+        self.stats = stats
         self.safety = ContentSafety(config, registry)
 
     # --- who, where ----------------------------------------------------------------------------------------
@@ -315,6 +318,7 @@ class Gateway:
         done = self.jobs.finish(job.id, JobStatus.FAILED, error=error, usage=(event,) if tokens else ())
         assert done is not None  # nothing else knows the job yet
         journal.transition("failed", done, since=done.created_at)
+        self._record_outcome(done)
         if done.usage and self.stream is not None:
             try:
                 self.stream.publish(done.usage)
@@ -323,6 +327,17 @@ class Gateway:
                 return done
             done = self.jobs.update(job.id, lambda fresh: fresh.published(), current=done) or done
         return done
+
+    def _record_outcome(self, job: Job) -> None:
+        """The refused job in the deployment's outcomes (/deployments, the dashboard), as a worker records its jobs.
+        Operational figures: a store that fails here loses the figure, never the refusal or its bill."""
+        outcome = deployment_stats.outcome_of(job)
+        if outcome is None or self.stats is None:
+            return
+        try:
+            self.stats.record([outcome])
+        except TransientError as exc:
+            log.warning("outcome of job %s not recorded: %s", job.id, exc)
 
     def _edge_tool(self, deployment: Deployment) -> Any:
         try:

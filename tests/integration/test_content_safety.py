@@ -5,6 +5,7 @@ is screened by the worker; the text-classifier kind runs as a job of its own."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from shared.bootstrap import Inferq
 from shared.domain.auth import Caller
 from shared.domain.content_safety import Category, Severity
 from shared.domain.errors import ContentFiltered
-from shared.domain.jobs import JobStatus, new_job_id
+from shared.domain.jobs import JobStatus, new_job_id, utcnow
 from shared.schemas.chat import ChatCompletionsRequest
 from shared.schemas.messages import JobMessage
 from shared.schemas.usage import Meter
@@ -56,6 +57,15 @@ def test_a_refused_prompt_is_never_queued_and_bills_its_input_tokens_once(servic
     assert event.meter is Meter.INPUT_TOKENS and event.tokens > 0 and job.usage_published
     assert job.key_id == event.key_id == "acme-key-1"  # the usage record names the key that sent the prompt
     assert published(service) == [(f"{job.id}:input_tokens", "input_tokens", event.tokens)]
+    # Counted among the deployment's outcomes (/deployments, the dashboard) like a job a worker ended.
+    (outcome,) = service.stats.outcomes(job.created_at - timedelta(minutes=1), utcnow() + timedelta(minutes=1))
+    assert (outcome.job_id, outcome.deployment, outcome.status, outcome.error) == (
+        job.id,
+        MODEL,
+        "failed",
+        "content_filter",
+    )
+    assert outcome.usage == {"input_tokens": event.tokens}
     # A repeat with the same Idempotency-Key finds the refused job: nothing queued, nothing billed again.
     again = gateway.accept(ACME, route, request, "error", idempotency_key="k1")
     assert again.job.id == job.id and not again.created and queue.count() == 0
