@@ -319,6 +319,8 @@ class Gateway:
         assert done is not None  # nothing else knows the job yet
         journal.transition("failed", done, since=done.created_at)
         self._record_outcome(done)
+        telemetry.job_ended(done)  # in the request and token metrics too
+        telemetry.tokens_used(done, {Meter.INPUT_TOKENS: tokens})
         if done.usage and self.stream is not None:
             try:
                 self.stream.publish(done.usage)

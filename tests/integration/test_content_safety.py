@@ -23,6 +23,7 @@ from shared.schemas.messages import JobMessage
 from shared.schemas.usage import Meter
 from tests.e2e.test_content_safety import MODEL, config_text
 from tests.integration.test_worker import drain, pump
+from tests.otel import Otel
 
 pytestmark = pytest.mark.usefixtures("installed")
 ACME = Caller("acme", key_id="acme-key-1")
@@ -41,7 +42,7 @@ def published(service: Inferq) -> list[tuple[str, str, int]]:
     return [(json.loads(b)["id"], json.loads(b)["meter"], json.loads(b)["tokens"]) for b in bodies]
 
 
-def test_a_refused_prompt_is_never_queued_and_bills_its_input_tokens_once(service: Inferq) -> None:
+def test_a_refused_prompt_is_never_queued_and_bills_its_input_tokens_once(service: Inferq, otel: Otel) -> None:
     gateway = service.gateway
     route = gateway.route(MODEL, None)
     request = ChatCompletionsRequest(model=MODEL, messages=[{"role": "user", "content": "you bigot"}])  # type: ignore[list-item]
@@ -66,6 +67,9 @@ def test_a_refused_prompt_is_never_queued_and_bills_its_input_tokens_once(servic
         "content_filter",
     )
     assert outcome.usage == {"input_tokens": event.tokens}
+    # and in the metrics: one failed request, its input tokens
+    assert otel.total("inferq.requests", **{"inferq.deployment": MODEL, "inferq.outcome": "failed"}) == 1
+    assert otel.total("inferq.tokens", **{"inferq.deployment": MODEL, "inferq.meter": "input_tokens"}) == event.tokens
     # A repeat with the same Idempotency-Key finds the refused job: nothing queued, nothing billed again.
     again = gateway.accept(ACME, route, request, "error", idempotency_key="k1")
     assert again.job.id == job.id and not again.created and queue.count() == 0
