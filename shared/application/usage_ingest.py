@@ -57,31 +57,20 @@ def ingest(
 ) -> BatchOutcome:
     """`traceparents` (one per body, when known): the traces that produced the events, which the ingest continues."""
     with telemetry.billing_spans(traceparents) as spans:
-        outcome = _ingest(ledger, blobs, bodies, attempts, backoff_s, sleep)
+        events: list[UsageEvent] = []
+        rejected: list[tuple[str | bytes, str]] = []
+        for body in bodies:
+            try:
+                events.append(UsageEvent.model_validate_json(body))
+            except ValidationError as exc:
+                rejected.append((body, _reason(exc)))
+        billed = _bill(ledger, blobs, events, attempts, backoff_s, sleep) if events else BatchOutcome()
+        for body, reason in rejected:  # after billing: a dead-letter store that fails must not cost the good events
+            dead_letter(blobs, reason, _text(body))
+        outcome = BatchOutcome(billed.billed, billed.duplicates, len(rejected), billed.kept_for_replay)
         for span in spans:
             span.set_attributes({f"inferq.billing.{k}": v for k, v in vars(outcome).items()})
         return outcome
-
-
-def _ingest(
-    ledger: UsageLedger,
-    blobs: BlobStore,
-    bodies: Sequence[str | bytes],
-    attempts: int = 3,
-    backoff_s: float = 0.2,
-    sleep: Callable[[float], None] = time.sleep,
-) -> BatchOutcome:
-    events: list[UsageEvent] = []
-    rejected: list[tuple[str | bytes, str]] = []
-    for body in bodies:
-        try:
-            events.append(UsageEvent.model_validate_json(body))
-        except ValidationError as exc:
-            rejected.append((body, _reason(exc)))
-    outcome = _bill(ledger, blobs, events, attempts, backoff_s, sleep) if events else BatchOutcome()
-    for body, reason in rejected:  # after billing: a dead-letter store that fails must not cost the good events
-        dead_letter(blobs, reason, _text(body))
-    return BatchOutcome(outcome.billed, outcome.duplicates, len(rejected), outcome.kept_for_replay)
 
 
 def replay(ledger: UsageLedger, blobs: BlobStore, limit: int = 100) -> ReplayOutcome:
