@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 
 from shared.adapters.files import FileBlobStore
 from shared.adapters.jwks import signing_keys
@@ -33,7 +33,7 @@ from shared.application.worker import Worker
 from shared.bindings import JOB_QUEUE, POISON_QUEUE
 from shared.domain.config import AppConfig, load_config
 from shared.domain.errors import ConfigError
-from shared.domain.jobs import utcnow
+from shared.domain.jobs import Job, utcnow
 from shared.domain.ports import (
     BlobStore,
     BudgetReservations,
@@ -151,6 +151,7 @@ def bootstrap(
         blobs=blobs,
         resend_after_s=settings.resend_unsent_after_s,
         enqueued=queue_sent.set,
+        create_queued=_create_queued(store, queue),
     )
     gateway = Gateway(
         settings=settings,
@@ -233,6 +234,13 @@ def bootstrap(
         usage_log=usage_log,
         queue_sent=queue_sent,
     )
+
+
+def _create_queued(store: JobStore, queue: JobQueue) -> Callable[[Job, str], Job] | None:
+    """One transaction for a job and its message, when both live in the same embedded database."""
+    if isinstance(store, SqliteJobStore) and isinstance(queue, SqliteJobQueue) and store.db is queue.db:
+        return partial(store.create_queued, queue)
+    return None
 
 
 _override: Inferq | None = None

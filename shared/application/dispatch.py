@@ -1,6 +1,7 @@
 """Getting a job's message onto the queue, and never losing it on the way: the job is stored with its message
 kept unsent, the message is sent, then the copy is dropped. A kill between the steps leaves the copy, which a
-timer (`resend_unsent`) or the request's repeat (`resend`) sends again."""
+timer (`resend_unsent`) or the request's repeat (`resend`) sends again. Where the store can write the job and its
+message in one transaction (the embedded queue, a table of the store's own file), that one step does it all."""
 
 from __future__ import annotations
 
@@ -34,15 +35,21 @@ class Dispatcher:
         blobs: BlobStore,
         resend_after_s: float,
         enqueued: Callable[[], None] = lambda: None,
+        create_queued: Callable[[Job, str], Job] | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.blobs = blobs
         self.resend_after_s = resend_after_s  # how long a send may take before its copy is sent again
         self._enqueued = enqueued
+        self.create_queued = create_queued  # the job and its message in one transaction, where the store can
 
     def dispatch(self, job: Job, outgoing: Outgoing) -> Job:
         """Store the job and queue its message; Conflict when the id exists (a repeat: see `resend`)."""
+        if self.create_queued is not None and outgoing.payload_ref is None:
+            job = self.create_queued(job, outgoing.message)
+            self._enqueued()
+            return job
         job = self.store.create(job, outgoing.message)
         self._send(job.id, outgoing)
         return job

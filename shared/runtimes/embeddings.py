@@ -188,7 +188,9 @@ def output(work: Work, vectors: Sequence[list[int] | list[float] | str], tokens:
     """The job's result (the embeddings response) and its usage: `tokens` input tokens."""
     response = EmbeddingsResponse(
         id=work.job.id,
-        data=[EmbeddingItem(index=i, embedding=v) for i, v in enumerate(vectors)],
+        # Built from the model's own vectors, already of the declared types: validating every component again
+        # took longer than the rest of the response (about 40 µs a 384-dimension vector).
+        data=[EmbeddingItem.model_construct(index=i, embedding=v) for i, v in enumerate(vectors)],
         model=work.deployment.model_name,
         usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
     )

@@ -1,12 +1,14 @@
 """No job without a message (SQLite, and Azure on Azurite): a process killed between storing a job and queueing
 its message leaves the message kept unsent; the timer function sends it once the bound passes, from any number of
 instances at once, and a repeat of the request (same Idempotency-Key) sends it at once. The kill is injected at
-the queue port: its `send` never returns."""
+the queue port: its `send` never returns. On SQLite a job with its payload inline is written with its message in
+one transaction (no such kill can leave one without the other): the `sqlite` rows run the store-then-send path
+that SQLite takes for a claim-checked payload; the one-transaction path has tests of its own at the end."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,6 +62,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path, config_path: Path) -
         _env_file=None, data_dir=tmp_path / "data", config=config_path, resend_unsent_after_s=BOUND_S, **azure
     )
     svc = bootstrap(settings)
+    svc.dispatcher.create_queued = None  # the store-then-send path, on SQLite too (see the module's docstring)
     set_app(svc)
     yield svc
     set_app(None)
@@ -166,3 +169,69 @@ def test_a_copy_left_by_a_repeat_for_another_request_is_dropped_unsent(service: 
     assert store.unsent(first.id) is not None
     wait_for(lambda: service.dispatcher.resend_unsent() == 0 and service.store.unsent(first.id) is None)
     assert queued(service) == 1  # only the job's own message
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, config_path: Path) -> Iterator[Inferq]:
+    svc = bootstrap(Settings(_env_file=None, data_dir=tmp_path / "data", config=config_path))
+    set_app(svc)
+    yield svc
+    set_app(None)
+
+
+def commits_while(service: Inferq, step: Callable[[], object]) -> int:
+    """COMMITs this thread's connection to the embedded database ran during `step`."""
+    assert isinstance(service.queue, SqliteJobQueue)
+    conn = service.queue.db.connection()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        step()
+    finally:
+        conn.set_trace_callback(None)
+    return sum(s.strip().upper() == "COMMIT" for s in statements)
+
+
+def test_on_sqlite_a_job_and_its_message_are_one_commit_and_keep_no_copy(embedded: Inferq) -> None:
+    deployment = embedded.config.default_deployment
+    submitted: list[Job] = []
+    commits = commits_while(
+        embedded, lambda: submitted.append(embedded.gateway.submit(ACME, deployment, {"input": "x"}).job)
+    )
+    (job,) = submitted
+    assert commits == 1  # job, message: no unsent copy written and then dropped
+    assert queued(embedded) == 1 and embedded.store.unsent(job.id) is None
+    assert embedded.queue_sent.is_set()  # the local host's pump is woken at once
+    assert run_to_the_end(embedded, job.id).status is JobStatus.SUCCEEDED
+
+
+def test_on_sqlite_a_kill_inside_the_one_commit_leaves_neither_job_nor_message(embedded: Inferq) -> None:
+    queue = embedded.queue
+    assert isinstance(queue, SqliteJobQueue)
+    deployment = embedded.config.default_deployment
+
+    def dying_insert(*_: object) -> None:
+        raise Killed
+
+    queue.insert = dying_insert  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Killed):
+            embedded.gateway.submit(ACME, deployment, {"input": "all or nothing"}, "kill-atomic")
+    finally:
+        del queue.insert
+    job_id = new_job_id(ACME.tenant, "kill-atomic")
+    assert embedded.store.get(job_id) is None and queued(embedded) == 0
+    again = embedded.gateway.submit(ACME, deployment, {"input": "all or nothing"}, "kill-atomic")  # the retry
+    assert again.created and again.job.id == job_id and queued(embedded) == 1
+    assert run_to_the_end(embedded, job_id).status is JobStatus.SUCCEEDED
+
+
+def test_on_sqlite_a_claim_checked_payload_still_goes_by_the_unsent_copy(embedded: Inferq, tmp_path: Path) -> None:
+    """Its payload is a blob written before the message: the store-then-send path, with its copy until sent."""
+    deployment = embedded.config.default_deployment
+    big = {"input": ["word " * 1000] * 12}  # past inline_payload_max_bytes
+    submitted: list[Job] = []
+    commits = commits_while(embedded, lambda: submitted.append(embedded.gateway.submit(ACME, deployment, big).job))
+    (job,) = submitted
+    assert job.payload_ref is not None and commits == 3  # job + copy, message, copy dropped
+    assert queued(embedded) == 1 and embedded.store.unsent(job.id) is None

@@ -1,5 +1,6 @@
 """The job store in SQLite: a JSON document per job, written only if its etag is unchanged; a job's queue message
-is kept in `unsent_messages`, in the transaction that creates the job, until it is known to be on the queue."""
+is kept in `unsent_messages`, in the transaction that creates the job, until it is known to be on the queue. On
+the embedded queue (a table of the same file) the job and its message are written in one transaction instead."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from shared.adapters.sqlite.db import SqliteDatabase
+from shared.adapters.sqlite.queue import SqliteJobQueue
 from shared.domain.errors import ConcurrencyConflict, Conflict
 from shared.domain.jobs import Job, utcnow
 from shared.domain.ports import UnsentMessage
@@ -47,6 +49,21 @@ class SqliteJobStore:
                     )
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"job {job.id} exists") from exc
+        return stored
+
+    def create_queued(self, queue: SqliteJobQueue, job: Job, message: str) -> Job:
+        """The job and its message on `queue` in one transaction: both are there, or neither is (Conflict when
+        the id exists), so there is no unsent copy to keep and drop (three commits become one)."""
+        if queue.db is not self.db:
+            raise ValueError(f"queue {queue.name} is in another database than the job store")
+        stored = job.model_copy(update={"etag": uuid.uuid4().hex})
+        try:
+            with self.db.transaction() as conn:
+                conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)", self._row(stored))
+                queue.insert(conn, message)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"job {job.id} exists") from exc
+        queue.sent.set()
         return stored
 
     def sent(self, job_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
@@ -33,13 +34,17 @@ class SqliteJobQueue:
         self.db.ping("queue_messages")
 
     def send(self, body: str, delay_s: float = 0) -> None:
-        now = time.time()
         with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO queue_messages (id, queue, body, inserted_at, visible_at) VALUES (?, ?, ?, ?, ?)",
-                (uuid.uuid4().hex, self.name, body, now, now + delay_s),
-            )
+            self.insert(conn, body, delay_s)
         self.sent.set()
+
+    def insert(self, conn: sqlite3.Connection, body: str, delay_s: float = 0) -> None:
+        """The message, in the caller's transaction on this queue's database (it sets `sent` once committed)."""
+        now = time.time()
+        conn.execute(
+            "INSERT INTO queue_messages (id, queue, body, inserted_at, visible_at) VALUES (?, ?, ?, ?, ?)",
+            (uuid.uuid4().hex, self.name, body, now, now + delay_s),
+        )
 
     def receive(self, max_messages: int, visibility_timeout_s: float) -> list[ReceivedMessage]:
         now = time.time()
