@@ -99,10 +99,18 @@ class Bench:
         """An in-process row: the fastest of `--repeat` runs (the limit is the engine at its best)."""
 
         def fastest() -> None:
-            runs = [step() for _ in range(max(1, self.args.repeat))]
+            runs = [timed(step) for _ in range(max(1, self.args.repeat))]
             rows.append((label, max(runs, key=rate)))
 
         self.attempt(table, label, fastest)
+
+
+def timed(step: Callable[[], Run]) -> Run:
+    """An in-process row with the CPU it used (every thread of this process: the engine's own included)."""
+    before = processes.own_cpu_s()
+    run = step()
+    run.cpu_s = processes.own_cpu_s() - before
+    return run
 
 
 def rate(run: Run) -> float:
@@ -147,7 +155,11 @@ def peer_rows(b: Bench) -> None:
 
 
 def load_run(server: processes.Server, bodies: list[dict[str, Any]], clients: int, **kw: Any) -> Run:
-    return load(server.url, kw.pop("path", "/embeddings"), bodies, clients, {"api-key": KEY}, **kw)
+    """One load on a server, with the CPU the server and the load generator (this process) used meanwhile."""
+    server_cpu, own_cpu = server.cpu_s(), processes.own_cpu_s()
+    run = load(server.url, kw.pop("path", "/embeddings"), bodies, clients, {"api-key": KEY}, **kw)
+    run.cpu_s, run.client_cpu_s = server.cpu_s() - server_cpu, processes.own_cpu_s() - own_cpu
+    return run
 
 
 # --- the local host (embeddings, generation, start-up) -------------------------------------------------------------

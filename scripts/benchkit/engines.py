@@ -46,6 +46,8 @@ class Run:
     tokens: int = 0  # tokens the calls reported (embedded or generated)
     errors: int = 0
     first_error: str = ""
+    cpu_s: float | None = None  # CPU the measured side used, all its threads: the server process, or this one
+    client_cpu_s: float | None = None  # CPU the load generator used (HTTP rows: it shares the machine)
 
     @property
     def rate(self) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -53,6 +54,10 @@ class Server:
         """Resident memory of the process and its descendants, from /proc (VmRSS)."""
         return sum(_vm_rss_kb(pid) for pid in _tree(self.process.pid)) / 1024
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, every thread) the process and its descendants used so far."""
+        return sum(_cpu_ticks(pid) for pid in _tree(self.process.pid)) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -73,6 +78,20 @@ def _tree(pid: int) -> list[int]:
                 pass
         i += 1
     return pids
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def own_cpu_s() -> float:
+    """CPU seconds this process (the bench: its load generator, its in-process rows) used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _vm_rss_kb(pid: int) -> int:

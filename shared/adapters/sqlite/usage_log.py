@@ -51,8 +51,9 @@ class SqliteUsageLog:
                 )
 
     def read(self, consumer_group: str, partition: int, max_events: int) -> list[LoggedEvent]:
-        """Events after the group's checkpoint on that partition, oldest first."""
-        with self.db.transaction() as conn:
+        """Events after the group's checkpoint on that partition, oldest first. A read: it takes no write lock
+        (the consumer polls every partition, and the workers append meanwhile)."""
+        with self.db.reading() as conn:
             row = conn.execute(
                 "SELECT offset FROM usage_checkpoints WHERE consumer_group = ? AND partition = ?",
                 (consumer_group, partition),
