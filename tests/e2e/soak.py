@@ -1,6 +1,7 @@
 """The kill -9 soak: async embeddings jobs from several clients, each with an Idempotency-Key, against the real
 local host, which is killed (SIGKILL) at random points and once inside the create→send window (it kills itself
-as it sends a job message: tests/e2e/dying_host.py); then every request is sent again. What must hold: every job
+as it sends a job message, inside the commit that records the job and its message: tests/e2e/dying_host.py); then
+every request is sent again. What must hold: every job
 ends exactly once (one job per key, all succeeded), none is left queued or with its message unsent, and /usage
 bills each tenant the sum of its jobs' reported tokens, to the token.
 

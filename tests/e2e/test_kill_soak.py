@@ -15,4 +15,6 @@ def test_every_job_ends_once_and_is_billed_to_the_token_through_kills(tmp_path: 
     figures = soak(tmp_path, jobs=200, clients=8, kills=3)
     assert figures.problems() == [], figures.table()
     assert figures.window_kills == 1 and figures.random_kills == 3
-    assert figures.unsent_at_kills[1] >= 1  # the window kill left a job without its message on the queue
+    # The window kill landed inside the one commit that records a job with its message (SQLite): it left no job
+    # without its message, so nothing kept unsent (the store-then-send path left one here: see test_enqueue_recovery).
+    assert figures.unsent_at_kills[1] == 0
