@@ -17,10 +17,14 @@ from shared.runtimes.base import ExtraMode
 
 
 async def submit(gw: Gateway, who: Caller, route: Route, body: Any, extra: ExtraMode, request: Request) -> Submitted:
-    """Admit, check and queue the job (idempotently, with the request's key), off the event loop (the check may
-    count prompt tokens); its rate-limit headers go on the response."""
+    """Admit, check and queue the job (idempotently, with the request's key): off the event loop (the check may
+    count prompt tokens, the store may be across a network), unless the gateway finds it cheaper than a thread
+    hand-off; its rate-limit headers go on the response."""
     key = request.headers.get("idempotency-key")
-    submitted = await run_in_threadpool(gw.accept, who, route, body, extra, key)
+    if gw.accepts_on_loop(route, _content_length(request)):
+        submitted = gw.accept(who, route, body, extra, key)
+    else:
+        submitted = await run_in_threadpool(gw.accept, who, route, body, extra, key)
     note(request, rate_headers(submitted.rate))
     return submitted
 
@@ -41,6 +45,13 @@ async def submit_and_respond(
     response.headers["Operation-Location"] = f"/jobs/{job.id}"
     response.headers["Retry-After"] = str(gw.settings.retry_after_s)
     return response
+
+
+def _content_length(request: Request) -> int | None:
+    try:
+        return int(request.headers["content-length"])
+    except (KeyError, ValueError):
+        return None  # chunked, or unreadable: not known to be small
 
 
 def job_headers(job: Job) -> dict[str, str]:

@@ -133,6 +133,18 @@ class Gateway:
         with telemetry.span("inferq.submit"):
             return self._accept(caller, route, unchecked, lambda: self.check(route, request, extra), idempotency_key)
 
+    def accepts_on_loop(self, route: Route, body_bytes: int | None) -> bool:
+        """Whether `accept` may run on the event loop: it costs less there than the thread hand-off it would take
+        (measured: 16 clients served 5-7% faster). Only on the embedded backend (one local SQLite commit, never a
+        network round trip), for a kind whose check reads only the request, and for a body small enough to go
+        inline (no payload blob to write)."""
+        return (
+            not self.cross_process
+            and body_bytes is not None
+            and body_bytes <= self.settings.inline_payload_max_bytes
+            and self.registry.kind(route.deployment).light_check
+        )
+
     def submit(
         self, caller: Caller, target: Route | Deployment, payload: dict[str, Any], idempotency_key: str | None = None
     ) -> Submitted:

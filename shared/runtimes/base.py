@@ -83,6 +83,9 @@ class Kind(Protocol[R]):
     # The same payload always bills the same units: its usage may be published before the job's final write (a
     # redelivery after a crash in between bills, and tells the client, the same numbers). Sampled generation not.
     deterministic_usage: bool
+    # Its check reads only the request (no tokenizer run, no image decoded, no model): on the embedded backend a
+    # small request of this kind is admitted and queued on the event loop, which costs less than a thread hand-off.
+    light_check: bool
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> R:
         """The deployment's runtime, its files fetched, not loaded yet."""

@@ -617,6 +617,7 @@ class ChatKind:
     gen_ai_operation = "chat"  # the OpenTelemetry GenAI semantic conventions' name for what it runs
     cancellable = True  # a generation checks its job's status as it goes
     deterministic_usage = False
+    light_check = False  # it counts the prompt's tokens, and content safety may rate the prompt
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ChatRuntime:
         return ChatRuntime(fetch(deployment.model.files), deployment.intra_op_threads or settings.intra_op_threads)

@@ -139,6 +139,7 @@ class EmbeddingsKind:
     gen_ai_operation = "embeddings"  # the OpenTelemetry GenAI semantic conventions' name for what it runs
     cancellable = False
     deterministic_usage = True
+    light_check = True  # strings' lengths, token ids against the vocabulary size (read once, then kept)
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> EmbeddingsRuntime:
         s = settings

@@ -141,6 +141,7 @@ class ImageEmbeddingsKind:
     kind = RunnerKind.IMAGE_EMBEDDINGS
     cancellable = False
     deterministic_usage = True
+    light_check = False  # it decodes the images
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ClipRuntime:
         threads = max(1, (deployment.intra_op_threads or settings.intra_op_threads) // settings.batch_workers)

@@ -121,6 +121,7 @@ class ScoreKind:
     kind = RunnerKind.SCORE
     cancellable = False
     deterministic_usage = True
+    light_check = False  # its body is any JSON, of any size
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ScoreRuntime:
         assert deployment.script is not None and deployment.code is not None  # the config requires them

@@ -114,6 +114,7 @@ class TextClassifierKind:
     kind = RunnerKind.TEXT_CLASSIFIER
     cancellable = False
     deterministic_usage = True
+    light_check = False  # a classifier's inputs may be screened by content safety's own model
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> TextClassifierRuntime:
         threads = deployment.intra_op_threads or settings.intra_op_threads

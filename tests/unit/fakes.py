@@ -164,6 +164,7 @@ class FakeKind:
     kind: RunnerKind
     cancellable = False
     deterministic_usage = True
+    light_check = False
 
     def __init__(self, gates: Mapping[str, threading.Event] | None = None) -> None:
         self.gates = dict(gates or {})

@@ -1,0 +1,78 @@
+"""Where a request is admitted and queued: a small embeddings request on the embedded backend on the event loop
+(one local SQLite commit costs less than the thread hand-off), everything else in a worker thread: a kind whose
+check tokenizes or decodes, a body too large to go inline, and any backend whose store is across a network."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from shared.application.gateway import Gateway
+from shared.bootstrap import Inferq
+from tests.conftest import KEYS, app_client
+
+ACME = {"api-key": KEYS["acme"]}
+TINY_PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
+
+
+@pytest.fixture
+def on_loop(service: Inferq) -> Iterator[tuple[TestClient, list[bool]]]:
+    """The app on the real service, recording for every `accept` whether it ran on the event loop's thread."""
+    seen: list[bool] = []
+    accept = Gateway.accept
+
+    def recording(self: Gateway, *args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            seen.append(True)
+        except RuntimeError:  # a worker thread runs no loop
+            seen.append(False)
+        return accept(self, *args, **kwargs)
+
+    Gateway.accept = recording  # type: ignore[method-assign]
+    try:
+        with app_client(service) as client:
+            yield client, seen
+    finally:
+        Gateway.accept = accept  # type: ignore[method-assign]
+
+
+def test_a_small_embeddings_request_is_admitted_on_the_event_loop(
+    on_loop: tuple[TestClient, list[bool]],
+) -> None:
+    client, seen = on_loop
+    r = client.post("/embeddings", json={"input": "hello"}, headers={**ACME, "Prefer": "respond-async"})
+    assert r.status_code == 202 and seen == [True]
+
+
+def test_a_body_too_large_to_go_inline_is_admitted_in_a_thread(
+    on_loop: tuple[TestClient, list[bool]], service: Inferq
+) -> None:
+    client, seen = on_loop
+    texts = ["word " * 1000] * ((service.settings.inline_payload_max_bytes // 5000) + 2)
+    r = client.post("/embeddings", json={"input": texts}, headers={**ACME, "Prefer": "respond-async"})
+    assert r.status_code == 202 and seen == [False]
+
+
+def test_chat_and_image_requests_are_admitted_in_a_thread(on_loop: tuple[TestClient, list[bool]]) -> None:
+    client, seen = on_loop
+    chat = {"model": "tiny-random-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert client.post("/chat/completions", json=chat, headers={**ACME, "Prefer": "respond-async"}).status_code == 202
+    image = {"model": "tiny-random-clip", "input": [{"image": TINY_PNG}]}
+    r = client.post("/images/embeddings", json=image, headers={**ACME, "Prefer": "respond-async"})
+    assert r.status_code == 202, r.text
+    assert seen == [False, False]
+
+
+def test_with_the_store_across_a_network_every_request_is_admitted_in_a_thread(service: Inferq) -> None:
+    route = service.gateway.route(None, None)
+    assert service.gateway.accepts_on_loop(route, 100)
+    service.gateway.cross_process = True  # what the Azure backend sets: a commit there is an HTTP round trip
+    assert not service.gateway.accepts_on_loop(route, 100)
+    assert not service.gateway.accepts_on_loop(service.gateway.route(None, None), None)  # chunked: size unknown
