@@ -21,7 +21,7 @@ async def submit(gw: Gateway, who: Caller, route: Route, body: Any, extra: Extra
     count prompt tokens, the store may be across a network), unless the gateway finds it cheaper than a thread
     hand-off; its rate-limit headers go on the response."""
     key = request.headers.get("idempotency-key")
-    if gw.accepts_on_loop(route, _content_length(request)):
+    if gw.accepts_on_loop(who, route, _content_length(request)):
         submitted = gw.accept(who, route, body, extra, key)
     else:
         submitted = await run_in_threadpool(gw.accept, who, route, body, extra, key)

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from shared.application.gateway import Gateway
-from shared.bootstrap import Inferq
-from tests.conftest import KEYS, app_client
+from shared.bootstrap import Inferq, bootstrap
+from shared.domain.auth import Caller
+from shared.settings import Settings
+from tests.conftest import KEYS, app_client, write_config
 
 ACME = {"api-key": KEYS["acme"]}
 TINY_PNG = (
@@ -71,8 +74,18 @@ def test_chat_and_image_requests_are_admitted_in_a_thread(on_loop: tuple[TestCli
 
 
 def test_with_the_store_across_a_network_every_request_is_admitted_in_a_thread(service: Inferq) -> None:
+    gateway, acme = service.gateway, Caller("acme")
+    route = gateway.route(None, None)
+    assert gateway.accepts_on_loop(acme, route, 100)
+    assert not gateway.accepts_on_loop(acme, route, None)  # chunked: its size unknown
+    gateway.cross_process = True  # what the Azure backend sets: a commit there is an HTTP round trip
+    assert not gateway.accepts_on_loop(acme, route, 100)
+
+
+def test_a_budgeted_tenants_request_is_admitted_in_a_thread(tmp_path: Path) -> None:
+    """Its admission may re-read the tenant's month from the ledger: not on the event loop."""
+    config = write_config(tmp_path / "inferq.toml", extra='[[tenants]]\nname = "capped"\nmonthly_budget = "5"\n\n')
+    service = bootstrap(Settings(_env_file=None, data_dir=tmp_path / "data", config=config))
     route = service.gateway.route(None, None)
-    assert service.gateway.accepts_on_loop(route, 100)
-    service.gateway.cross_process = True  # what the Azure backend sets: a commit there is an HTTP round trip
-    assert not service.gateway.accepts_on_loop(route, 100)
-    assert not service.gateway.accepts_on_loop(service.gateway.route(None, None), None)  # chunked: size unknown
+    assert service.gateway.accepts_on_loop(Caller("acme"), route, 100)
+    assert not service.gateway.accepts_on_loop(Caller("capped"), route, 100)
