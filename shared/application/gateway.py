@@ -258,7 +258,9 @@ class Gateway:
                 chunks, job = await asyncio.to_thread(self.read_stream, caller, job.id, start)
             else:
                 job = self.signals.ended(job.id) or job  # before the chunks: once it ended, every chunk is there
-                chunks = await asyncio.to_thread(read_chunks, self.blobs, job.id, start)
+                # Small local files (the embedded backend's blobs), read on the loop: a thread hand-off to read
+                # them cost more, and under a generating thread it waited for the interpreter lock each way.
+                chunks = read_chunks(self.blobs, job.id, start)
             if chunks or job.status.terminal:
                 return chunks, job
             remaining = deadline - time.monotonic()

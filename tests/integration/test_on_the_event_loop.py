@@ -1,17 +1,21 @@
-"""Where a request is admitted and queued: a small embeddings request on the embedded backend on the event loop
-(one local SQLite commit costs less than the thread hand-off), everything else in a worker thread: a kind whose
-check tokenizes or decodes, a body too large to go inline, and any backend whose store is across a network."""
+"""What the HTTP side does on the event loop, where that costs less than a thread hand-off. Where a request is
+admitted and queued: a small embeddings request on the embedded backend on the loop (one local SQLite commit),
+everything else in a worker thread: a kind whose check tokenizes or decodes, a body too large to go inline, a
+budgeted tenant, and any backend whose store is across a network. And a stream's chunks, in process: small local
+files, read on the loop."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from functions.local.host import LocalHost
 from shared.application.gateway import Gateway
 from shared.bootstrap import Inferq, bootstrap
 from shared.domain.auth import Caller
@@ -22,6 +26,17 @@ ACME = {"api-key": KEYS["acme"]}
 TINY_PNG = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 )
+
+
+@contextmanager
+def serving_worker(service: Inferq) -> Iterator[None]:
+    """The local host's queue side on `service`: its pump runs the jobs the app queues."""
+    local = LocalHost.build(service)
+    local.start()
+    try:
+        yield
+    finally:
+        local.stop()
 
 
 @pytest.fixture
@@ -89,3 +104,31 @@ def test_a_budgeted_tenants_request_is_admitted_in_a_thread(tmp_path: Path) -> N
     route = service.gateway.route(None, None)
     assert service.gateway.accepts_on_loop(Caller("acme"), route, 100)
     assert not service.gateway.accepts_on_loop(Caller("capped"), route, 100)
+
+
+def test_in_process_a_streams_chunks_are_read_on_the_event_loop(service: Inferq) -> None:
+    """A hand-off per read cost more than the read, and under the generating thread it waited for the interpreter
+    lock both ways (the first chunk reached the client several milliseconds after it was written)."""
+    from shared.application import gateway as gateway_module
+
+    on_loop: list[bool] = []
+    read = gateway_module.read_chunks
+
+    def recording(*args: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return read(*args)
+
+    gateway_module.read_chunks = recording  # type: ignore[assignment]
+    try:
+        with app_client(service) as client, serving_worker(service):
+            body = {"model": "tiny-random-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+            with client.stream("POST", "/chat/completions", json={**body, "stream": True}, headers=ACME) as r:
+                assert r.status_code == 200
+                lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+    finally:
+        gateway_module.read_chunks = read  # type: ignore[assignment]
+    assert lines[-1] == "data: [DONE]" and on_loop and all(on_loop)
