@@ -39,9 +39,10 @@ class SqliteJobStore:
 
     def create(self, job: Job, message: str | None = None) -> Job:
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})
+        row = self._row(stored)  # serialised before the write lock is taken: every writer waits while it is held
         try:
             with self.db.transaction() as conn:
-                conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)", self._row(stored))
+                conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)", row)
                 if message is not None:
                     conn.execute(
                         "INSERT OR REPLACE INTO unsent_messages VALUES (?, ?, ?, ?, ?)",
@@ -57,9 +58,10 @@ class SqliteJobStore:
         if queue.db is not self.db:
             raise ValueError(f"queue {queue.name} is in another database than the job store")
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})
+        row = self._row(stored)
         try:
             with self.db.transaction() as conn:
-                conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)", self._row(stored))
+                conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)", row)
                 queue.insert(conn, message)
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"job {job.id} exists") from exc
@@ -109,11 +111,12 @@ class SqliteJobStore:
 
     def replace(self, job: Job) -> Job:
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})
+        row = self._row(stored)  # serialised (a result may be large) before the write lock is taken
         with self.db.transaction() as conn:
             cursor = conn.execute(
                 "UPDATE jobs SET tenant = ?, status = ?, usage_published = ?, etag = ?, doc = ? "
                 "WHERE id = ? AND etag = ?",
-                (*self._row(stored)[1:], job.id, job.etag),
+                (*row[1:], job.id, job.etag),
             )
             if cursor.rowcount != 1:
                 raise ConcurrencyConflict(f"job {job.id} changed since it was read")
