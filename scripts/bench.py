@@ -155,7 +155,9 @@ def peer_rows(b: Bench) -> None:
 
 
 def load_run(server: processes.Server, bodies: list[dict[str, Any]], clients: int, **kw: Any) -> Run:
-    """One load on a server, with the CPU the server and the load generator (this process) used meanwhile."""
+    """One load on a server, once it is idle, with the CPU the server and the load generator (this process) used
+    meanwhile."""
+    server.settle()
     server_cpu, own_cpu = server.cpu_s(), processes.own_cpu_s()
     run = load(server.url, kw.pop("path", "/embeddings"), bodies, clients, {"api-key": KEY}, **kw)
     run.cpu_s, run.client_cpu_s = server.cpu_s() - server_cpu, processes.own_cpu_s() - own_cpu

@@ -58,6 +58,18 @@ class Server:
         """CPU seconds (user + system, every thread) the process and its descendants used so far."""
         return sum(_cpu_ticks(pid) for pid in _tree(self.process.pid)) / os.sysconf("SC_CLK_TCK")
 
+    def settle(self, idle_share: float = 0.05, step_s: float = 0.25, timeout_s: float = 20) -> float:
+        """Wait until the server is idle (under `idle_share` of a core for `step_s`): what it still does for the
+        previous row (billing its usage, writing outcomes) must not be measured in the next. Seconds waited."""
+        last_cpu, began = self.cpu_s(), time.monotonic()
+        while time.monotonic() - began < timeout_s:
+            time.sleep(step_s)
+            cpu = self.cpu_s()
+            if cpu - last_cpu < idle_share * step_s:
+                break
+            last_cpu = cpu
+        return time.monotonic() - began
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
