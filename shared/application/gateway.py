@@ -135,7 +135,7 @@ class Gateway:
 
     def accepts_on_loop(self, caller: Caller, route: Route, body_bytes: int | None) -> bool:
         """Whether `accept` may run on the event loop: it costs less there than the thread hand-off it would take
-        (measured: 16 clients served 5-7% faster). Only on the embedded backend (one local SQLite commit, never a
+        (measured: 16 clients served 3-7% faster). Only on the embedded backend (one local SQLite commit, never a
         network round trip), for a tenant without a budget (its admission may re-read its month from the ledger),
         for a kind whose check reads only the request, and for a body small enough to go inline (no payload blob
         to write)."""

@@ -39,7 +39,7 @@ class SqliteJobQueue:
         self.sent.set()
 
     def insert(self, conn: sqlite3.Connection, body: str, delay_s: float = 0) -> None:
-        """The message, in the caller's transaction on this queue's database (it sets `sent` once committed)."""
+        """The message, in the caller's transaction on this queue's database: the caller sets `sent` once committed."""
         now = time.time()
         conn.execute(
             "INSERT INTO queue_messages (id, queue, body, inserted_at, visible_at) VALUES (?, ?, ?, ?, ?)",
