@@ -54,7 +54,9 @@ NO_EXPORTER = {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "APPLICATIONINSIGHTS_CONNECTIO
 CHAT_CANDIDATES = ("tests/fixtures/tiny-chat", "config/demo/tiny-chat")
 KEY = "bench-key"
 QUICK = {"texts": 200, "gen_requests": 5, "azure_requests": 40, "idle_seconds": 2.0, "ledger_events": 5_000}
-FULL = {"texts": 1000, "gen_requests": 20, "azure_requests": 200, "idle_seconds": 5.0, "ledger_events": 50_000}
+# The tiny model's request takes about 10 ms: 100 a row, so one hiccup of this machine doesn't move the row by a
+# quarter (20 did). SmolLM2's take most of a second: at most SMOLLM2_REQUESTS a row.
+FULL = {"texts": 1000, "gen_requests": 100, "azure_requests": 200, "idle_seconds": 5.0, "ledger_events": 50_000}
 QUICK |= {"big_inputs": 64}
 FULL |= {"big_inputs": 2048}
 BIG_INPUT_CHARS = 1600
@@ -320,7 +322,11 @@ def generation_rows(b: Bench) -> None:
     ):
         step = partial(measure, model, a.new_tokens, a.gen_requests, a.gen_threads)
         b.measure(b.generation, "generation", label, step)
-    b.note("generation", f"model: {model}; greedy, {a.new_tokens} new tokens a request, {a.gen_threads} thread(s)")
+    b.note(
+        "generation",
+        f"model: {model}; greedy, {a.new_tokens} new tokens a request, {a.gen_requests} requests a row, "
+        f"{a.gen_threads} thread(s)",
+    )
 
 
 # --- SmolLM2 (the real chat model `make chat-model` builds) --------------------------------------------------------
@@ -328,6 +334,7 @@ def generation_rows(b: Bench) -> None:
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_DIR = ROOT / "models" / "smollm2-135m-instruct-int4"
 SMOLLM2_NEW_TOKENS = 128
+SMOLLM2_REQUESTS = 20
 
 
 def smollm2_rows(b: Bench) -> Table:
@@ -341,7 +348,7 @@ def smollm2_rows(b: Bench) -> Table:
         table.notes.append(f"not built ({SMOLLM2_DIR} has no manifest.json): run `make chat-model` for these rows")
         return table
     assert b.host_config is not None
-    n, tokens = b.args.gen_requests, SMOLLM2_NEW_TOKENS
+    n, tokens = min(b.args.gen_requests, SMOLLM2_REQUESTS), SMOLLM2_NEW_TOKENS
     raw = engines.raw_generation(SMOLLM2_DIR, tokens, n, b.cores)
     rows = [(f"raw onnxruntime-genai loop, {b.cores} threads", raw)]
     body = {"model": SMOLLM2, "messages": MESSAGES, "max_tokens": tokens, "temperature": 0}
