@@ -226,7 +226,7 @@ def test_on_sqlite_a_kill_inside_the_one_commit_leaves_neither_job_nor_message(e
     assert run_to_the_end(embedded, job_id).status is JobStatus.SUCCEEDED
 
 
-def test_on_sqlite_a_claim_checked_payload_still_goes_by_the_unsent_copy(embedded: Inferq, tmp_path: Path) -> None:
+def test_on_sqlite_a_claim_checked_payload_still_goes_by_the_unsent_copy(embedded: Inferq) -> None:
     """Its payload is a blob written before the message: the store-then-send path, with its copy until sent."""
     deployment = embedded.config.default_deployment
     big = {"input": ["word " * 1000] * 12}  # past inline_payload_max_bytes
