@@ -26,8 +26,8 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes()
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        length = declared_length(scope)
+        if length is not None and length > limit:
             await _too_large(send, limit)
             return
         seen = 0
@@ -52,6 +52,12 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await _too_large(send, limit)
+
+
+def declared_length(scope: Scope) -> int | None:
+    """The body's length as its Content-Length header says; None when it has none (chunked) or it is no number."""
+    length = dict(scope["headers"]).get(b"content-length")
+    return int(length) if length is not None and length.isdigit() else None
 
 
 async def _too_large(send: Send, limit: int) -> None:

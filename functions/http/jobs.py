@@ -6,6 +6,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from functions.http.body_limit import declared_length
 from functions.http.errors import error_response, job_status, validation_body
 from functions.http.headers import DEPLOYMENT_HEADER, note, rate_headers
 from functions.http.json_response import FastJSONResponse
@@ -21,7 +22,7 @@ async def submit(gw: Gateway, who: Caller, route: Route, body: Any, extra: Extra
     count prompt tokens, the store may be across a network), unless the gateway finds it cheaper than a thread
     hand-off; its rate-limit headers go on the response."""
     key = request.headers.get("idempotency-key")
-    if gw.accepts_on_loop(who, route, _content_length(request)):
+    if gw.accepts_on_loop(who, route, declared_length(request.scope)):
         submitted = gw.accept(who, route, body, extra, key)
     else:
         submitted = await run_in_threadpool(gw.accept, who, route, body, extra, key)
@@ -45,13 +46,6 @@ async def submit_and_respond(
     response.headers["Operation-Location"] = f"/jobs/{job.id}"
     response.headers["Retry-After"] = str(gw.settings.retry_after_s)
     return response
-
-
-def _content_length(request: Request) -> int | None:
-    try:
-        return int(request.headers["content-length"])
-    except (KeyError, ValueError):
-        return None  # chunked, or unreadable: not known to be small
 
 
 def job_headers(job: Job) -> dict[str, str]:
