@@ -54,7 +54,8 @@ class SqliteJobStore:
 
     def create_queued(self, queue: SqliteJobQueue, job: Job, message: str) -> Job:
         """The job and its message on `queue` in one transaction: both are there, or neither is (Conflict when
-        the id exists), so there is no unsent copy to keep and drop (three commits become one)."""
+        the id exists), so there is no unsent copy to keep and drop (three commits become one). The caller wakes
+        the queue's receivers (the dispatcher's `enqueued`)."""
         if queue.db is not self.db:
             raise ValueError(f"queue {queue.name} is in another database than the job store")
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})
@@ -65,7 +66,6 @@ class SqliteJobStore:
                 queue.insert(conn, message)
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"job {job.id} exists") from exc
-        queue.sent.set()
         return stored
 
     def sent(self, job_id: str) -> None:
