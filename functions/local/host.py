@@ -102,6 +102,14 @@ class _Server(uvicorn.Server):
                 self._on_exit()
 
 
+def server_config(settings: Settings) -> uvicorn.Config:
+    """uvicorn for the HTTP app: its C event loop and HTTP parser (uvloop, httptools) where installed, as the
+    requirements install them; the pure-Python ones otherwise."""
+    return uvicorn.Config(
+        http_api.app, host=settings.host, port=settings.port, log_level="warning", loop="auto", http="auto"
+    )
+
+
 def build_app(settings: Settings) -> tuple[Inferq, dict[str, str]]:
     """Everything; with a demo tenant in the config, its key and an admin key added (from INFERQ_API_KEY and
     INFERQ_ADMIN_KEY, or generated: those are returned by the variable that would have set them)."""
@@ -149,9 +157,8 @@ def main() -> int:
             stopped = True
             host.stop()
 
-    config = uvicorn.Config(http_api.app, host=settings.host, port=settings.port, log_level="warning")
     try:
-        _Server(config, on_exit=stop).run()
+        _Server(server_config(settings), on_exit=stop).run()
     finally:
         stop()  # when uvicorn failed before serving (a port in use)
     return 0
