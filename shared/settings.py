@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # Local host
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("HOST", "INFERQ_HOST"))
     port: int = Field(default=7071, validation_alias=AliasChoices("PORT", "INFERQ_PORT"))
+    # The deployments whose models the local host loads at start: `*` every one; else names, comma-separated; empty:
+    # none. The others load on their first job, as on Azure, where an instance holds only the models it ran.
+    preload: str = "*"
 
     # With a config that has a demo tenant (the local host's example): the demo tenant's key and an admin key
     # (each falls back to a generated one, printed at start)

@@ -17,7 +17,7 @@ from functions.http import app as http_api
 from functions.local.runtime import Loop, QueuePump, UsageConsumer
 from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
-from shared.domain.config import AppConfig, load_config
+from shared.domain.config import AppConfig, Deployment, load_config
 from shared.domain.errors import ConfigError, ModelNotBuilt
 from shared.settings import Settings, get_settings
 from shared.telemetry import setup as telemetry
@@ -127,13 +127,25 @@ def build_app(settings: Settings) -> tuple[Inferq, dict[str, str]]:
     return bootstrap(settings, config_loader=load), generated
 
 
+def preloaded(config: AppConfig, preload: str) -> list[Deployment]:
+    """The deployments INFERQ_PRELOAD names (`*`: all of them), in the config's order; a name the config doesn't
+    have is a ConfigError (a typo would otherwise leave the model to load on the first request, unnoticed)."""
+    if preload.strip() == "*":
+        return list(config.deployments)
+    names = {name.strip().lower() for name in preload.split(",") if name.strip()}
+    unknown = names - {d.name.lower() for d in config.deployments}
+    if unknown:
+        raise ConfigError(f"INFERQ_PRELOAD names no deployment of the config: {', '.join(sorted(unknown))}")
+    return [d for d in config.deployments if d.name.lower() in names]
+
+
 def main() -> int:
     telemetry.configure_logging(logging.INFO)
     settings = get_settings()
     telemetry.configure(settings, http_api.app)  # OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; else nothing
     try:
         app, generated = build_app(settings)
-        for deployment in app.config.deployments:  # load models now, not on the first request
+        for deployment in preloaded(app.config, settings.preload):  # load models now, not on the first request
             try:
                 app.registry.preload(deployment)
             except ModelNotBuilt as exc:  # the others are served; its requests get a 503 saying how to build it
