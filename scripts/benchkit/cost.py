@@ -98,7 +98,10 @@ def cost_table(
             f"{num(w.tokens_per_request, 1)} tokens/request, storage transactions/request: {tx}"
         )
     if rss_mb is not None:
-        table.notes.append(f"host RSS after the load: {rss_mb:,.0f} MB (Flex bills the instance size, not RSS)")
+        table.notes.append(
+            f"host RSS after the load: {rss_mb:,.0f} MB, the host preloading only the embeddings deployment, as an "
+            "instance that ran only embedding jobs holds (Flex bills the instance size, not RSS)"
+        )
     if idle_per_s:
         total = sum(n * getattr(args, f"price_{c.replace('-', '_')}") / 10_000 for c, n in idle_per_s.items())
         table.notes.append(

@@ -55,3 +55,12 @@ def test_bench_prints_the_host_row_without_an_exporter_and_with_telemetry_on() -
     assert all(float(r["texts/s"].replace(",", "")) > 0 and r["errors"] == "0" for r in rows.values()), rows
     exported = re.search(r"the OTLP sink took ([\d,]+) spans", result.stdout)
     assert exported is not None and int(exported.group(1).replace(",", "")) > 0, result.stdout
+    # The host preloading only the embeddings deployment holds less than make run's, which preloads them all.
+    startup = {r["measure"]: r["value"] for r in table_rows(result.stdout, "Start-up and memory")}
+    only = startup["local host, INFERQ_PRELOAD=all-MiniLM-L6-v2: RSS after the embeddings load"]
+    every = startup["local host, every deployment preloaded (make run's default): RSS after the embeddings load"]
+    assert megabytes(only) < megabytes(every), startup
+
+
+def megabytes(value: str) -> float:
+    return float(value.removesuffix(" MB").replace(",", ""))
