@@ -18,7 +18,7 @@ from functions.local.runtime import Loop, QueuePump, UsageConsumer
 from shared.bootstrap import Inferq, bootstrap, set_app
 from shared.domain.auth import hash_key
 from shared.domain.config import AppConfig, Deployment, load_config
-from shared.domain.errors import ConfigError, ModelNotBuilt
+from shared.domain.errors import ConfigError, ModelNotBuilt, NotFound
 from shared.settings import Settings, get_settings
 from shared.telemetry import setup as telemetry
 
@@ -132,11 +132,15 @@ def preloaded(config: AppConfig, preload: str) -> list[Deployment]:
     have is a ConfigError (a typo would otherwise leave the model to load on the first request, unnoticed)."""
     if preload.strip() == "*":
         return list(config.deployments)
-    names = {name.strip().lower() for name in preload.split(",") if name.strip()}
-    unknown = names - {d.name.lower() for d in config.deployments}
+    named, unknown = set(), []
+    for name in filter(None, (n.strip() for n in preload.split(","))):
+        try:
+            named.add(config.deployment(name).name)
+        except NotFound:
+            unknown.append(name)
     if unknown:
         raise ConfigError(f"INFERQ_PRELOAD names no deployment of the config: {', '.join(sorted(unknown))}")
-    return [d for d in config.deployments if d.name.lower() in names]
+    return [d for d in config.deployments if d.name in named]
 
 
 def main() -> int:
