@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from shared.adapters.sqlite.db import SqliteDatabase
@@ -38,19 +38,14 @@ class SqliteJobStore:
         self.db.ping("jobs")
 
     def create(self, job: Job, message: str | None = None) -> Job:
-        stored = job.model_copy(update={"etag": uuid.uuid4().hex})
-        row = self._row(stored)  # serialised before the write lock is taken: every writer waits while it is held
-        try:
-            with self.db.transaction() as conn:
-                conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)", row)
-                if message is not None:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO unsent_messages VALUES (?, ?, ?, ?, ?)",
-                        (job.id, message, utcnow().timestamp(), uuid.uuid4().hex, job.request_hash),
-                    )
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"job {job.id} exists") from exc
-        return stored
+        def keep_unsent(conn: sqlite3.Connection) -> None:
+            if message is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO unsent_messages VALUES (?, ?, ?, ?, ?)",
+                    (job.id, message, utcnow().timestamp(), uuid.uuid4().hex, job.request_hash),
+                )
+
+        return self._insert(job, keep_unsent)
 
     def create_queued(self, queue: SqliteJobQueue, job: Job, message: str) -> Job:
         """The job and its message on `queue` in one transaction: both are there, or neither is (Conflict when
@@ -58,12 +53,16 @@ class SqliteJobStore:
         the queue's receivers (the dispatcher's `enqueued`)."""
         if queue.db is not self.db:
             raise ValueError(f"queue {queue.name} is in another database than the job store")
+        return self._insert(job, lambda conn: queue.insert(conn, message))
+
+    def _insert(self, job: Job, also: Callable[[sqlite3.Connection], None]) -> Job:
+        """The new job's row and whatever `also` writes, in one transaction; Conflict when the id exists."""
         stored = job.model_copy(update={"etag": uuid.uuid4().hex})
-        row = self._row(stored)
+        row = self._row(stored)  # serialised before the write lock is taken: every writer waits while it is held
         try:
             with self.db.transaction() as conn:
                 conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)", row)
-                queue.insert(conn, message)
+                also(conn)
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"job {job.id} exists") from exc
         return stored
