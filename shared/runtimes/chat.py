@@ -231,8 +231,9 @@ def execute(
     screen: TextScreen | None = None,
 ) -> TaskOutput:
     """Generate; with `stream`, write chunks as they come. `stopped()` says the job was cancelled meanwhile.
-    With a content `screen`, the prompt is screened first, and the text so far at every chunk boundary: a hit
-    drops the text since the last boundary and ends the generation with finish_reason "content_filter"."""
+    With a content `screen`, the prompt is screened first, and the text so far at every check (the cadence's, before
+    any chunk is written): a hit drops the text since the last check and ends the generation with finish_reason
+    "content_filter"."""
     request = parse(payload)
     check(request, deployment, "pass-through", None)
     if request.stream and job.attempts > 1 and (interrupted := _interrupted(job, blobs)):
@@ -263,7 +264,7 @@ def execute(
             if cadence.tick():
                 if not guard.passes(pieces):
                     break
-                if writer is not None:
+                if writer is not None and cadence.flush:
                     writer.flush(generation.prompt_tokens, generation.completion_tokens)
                 if stopped():
                     status = JobStatus.CANCELLED
@@ -292,7 +293,7 @@ def execute(
 
 
 class _Guard:
-    """Screens the completion so far at each chunk boundary; `clean` pieces passed the last screening."""
+    """Screens the completion so far at each check; `clean` pieces passed the last screening."""
 
     def __init__(self, screen: TextScreen | None) -> None:
         self.screen = screen

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from shared.domain.errors import NotFound
 from shared.domain.ports import BlobStore
 
-# The first token is written at once (time to first token); then a chunk after this many tokens...
-FLUSH_TOKENS = 64
-FLUSH_INTERVAL_S = 0.05  # ...or this long after the last one, whichever comes first. A model on CPU makes a few
-# tokens in 50 ms; the token bound is for fast ones, where each chunk's write and relay cost more than its tokens.
+# A generation checks whether it was stopped (and screens its text so far) at its first token, then every
+# CHECK_TOKENS tokens or FLUSH_INTERVAL_S, whichever comes first; it writes a chunk at its first token, then at
+# most once every FLUSH_INTERVAL_S. A model on CPU makes a few tokens in 50 ms. A fast one makes hundreds: a chunk
+# per 64 of them cost more than the tokens, because onnxruntime-genai holds the interpreter lock while it
+# generates, so every chunk written and relayed took its time from the generation itself.
+CHECK_TOKENS = 64
+FLUSH_INTERVAL_S = 0.05
 
 
 def chunk_key(job_id: str, index: int) -> str:
@@ -42,24 +45,31 @@ class StreamChunk:
 
 
 class Cadence:
-    """Says when it's time to act again: at the first tick, then every `tokens` tokens or `interval_s` seconds."""
+    """Per token, `tick()` says when to check again: at the first tick, then every `tokens` tokens or `interval_s`
+    seconds after the last chunk. After a check, `flush` says whether a chunk is due too: at the first, then once
+    `interval_s` has passed since the last one (checks on the token count alone write nothing)."""
 
     def __init__(
         self,
-        tokens: int = FLUSH_TOKENS,
+        tokens: int = CHECK_TOKENS,
         interval_s: float = FLUSH_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tokens, self._interval_s, self._clock = tokens, interval_s, clock
-        self._count, self._last = 0, clock()
+        self._count, self._flushed = 0, clock()
         self._first = True
+        self.flush = False
 
     def tick(self) -> bool:
         self._count += 1
-        if self._first or self._count >= self._tokens or self._clock() - self._last >= self._interval_s:
-            self._count, self._last, self._first = 0, self._clock(), False
-            return True
-        return False
+        now = self._clock()
+        due = self._first or now - self._flushed >= self._interval_s
+        if not due and self._count < self._tokens:
+            return False
+        self._count, self._first, self.flush = 0, False, due
+        if due:
+            self._flushed = now
+        return True
 
 
 class StreamWriter:

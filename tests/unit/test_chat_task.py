@@ -294,13 +294,32 @@ def test_stream_chunks_open_with_the_role_and_close_with_the_reason_then_usage()
     assert renderer.closing(failed) == [{"error": {"code": "ModelError", "message": "m"}}]
 
 
-def test_the_cadence_fires_at_the_first_token_then_every_64_tokens_or_50_ms() -> None:
+def test_the_cadence_checks_at_the_first_token_then_every_64_tokens_or_50_ms_and_flushes_every_50_ms() -> None:
     now = [0.0]
     cadence = Cadence(clock=lambda: now[0])
-    assert cadence.tick()  # the first token goes out at once
+    assert cadence.tick() and cadence.flush  # the first token goes out at once
     assert [cadence.tick() for _ in range(64)] == [False] * 63 + [True]
+    assert not cadence.flush  # checked after 64 tokens, but a chunk is not due before 50 ms
     now[0] += 0.06
-    assert cadence.tick()
+    assert cadence.tick() and cadence.flush
+    assert [cadence.tick() for _ in range(63)] == [False] * 63
+    now[0] += 0.06  # 50 ms after the last chunk: checked and written, whatever the token count
+    assert cadence.tick() and cadence.flush
+
+
+def test_a_fast_stream_writes_a_chunk_per_50_ms_not_per_64_tokens() -> None:
+    # onnxruntime-genai holds the interpreter lock while it generates: every chunk written and relayed takes its
+    # time from the generation. 200 scripted tokens take far less than 50 ms: the first token, then the rest (a
+    # chunk per 64 tokens wrote five).
+    blobs = MemoryBlobStore()
+    runner = ScriptedRunner([5, 6, 7] * 100, context_length=300)
+    long = DEPLOYMENT.model_copy(update={"max_tokens": 200})
+    out = chat.execute(job(), {"prompt": "go", "stream": True, "max_tokens": 200}, long, runner, blobs, lambda: False)
+    chunks = read_chunks(blobs, "job_1", 0)
+    assert 2 <= len(chunks) <= 3  # 3 only if the machine stalled 50 ms meanwhile
+    assert chunks[0].completion_tokens == 1
+    assert out.result is not None and "".join(c.text for c in chunks) == out.result.model_dump()["choices"][0]["text"]
+    assert chunks[-1].completion_tokens == out.usage[Meter.OUTPUT_TOKENS] == 200
 
 
 def test_a_stream_writer_numbers_chunks_and_skips_empty_flushes() -> None:
