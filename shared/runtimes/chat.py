@@ -261,7 +261,7 @@ def execute(
             pieces.append(piece)
             if writer is not None:
                 writer.add("" if held else piece)
-            if cadence.tick():
+            if cadence.tick(bool(piece) and not held):
                 if not guard.passes(pieces):
                     break
                 if writer is not None and cadence.flush:

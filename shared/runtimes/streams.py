@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from shared.domain.errors import NotFound
 from shared.domain.ports import BlobStore
 
-# A generation checks whether it was stopped (and screens its text so far) at its first token, then every
-# CHECK_TOKENS tokens or FLUSH_INTERVAL_S, whichever comes first; it writes a chunk at its first token, then at
-# most once every FLUSH_INTERVAL_S. A model on CPU makes a few tokens in 50 ms. A fast one makes hundreds: a chunk
-# per 64 of them cost more than the tokens, because onnxruntime-genai holds the interpreter lock while it
-# generates, so every chunk written and relayed took its time from the generation itself.
+# A generation checks whether it was stopped (and screens its text so far) at its first text, then every
+# CHECK_TOKENS tokens or FLUSH_INTERVAL_S, whichever comes first; it writes a chunk at its first text (time to
+# first token), then at most once every FLUSH_INTERVAL_S. A model on CPU makes a few tokens in 50 ms. A fast one
+# makes hundreds: a chunk per 64 of them cost more than the tokens, because onnxruntime-genai holds the interpreter
+# lock while it generates, so every chunk written and relayed took its time from the generation itself.
 CHECK_TOKENS = 64
 FLUSH_INTERVAL_S = 0.05
 
@@ -45,9 +45,10 @@ class StreamChunk:
 
 
 class Cadence:
-    """Per token, `tick()` says when to check again: at the first tick, then every `tokens` tokens or `interval_s`
-    seconds after the last chunk. After a check, `flush` says whether a chunk is due too: at the first, then once
-    `interval_s` has passed since the last one (checks on the token count alone write nothing)."""
+    """Per token, `tick(text)` says when to check again: at the first token with text, then every `tokens` tokens
+    or `interval_s` seconds after the last chunk. After a check, `flush` says whether a chunk is due too: at the
+    first, then once `interval_s` has passed since the last one (a check on the token count alone writes nothing).
+    A first token without text (a piece the detokenizer holds back) does not count as the first chunk's."""
 
     def __init__(
         self,
@@ -60,15 +61,15 @@ class Cadence:
         self._first = True
         self.flush = False
 
-    def tick(self) -> bool:
+    def tick(self, text: bool = True) -> bool:
         self._count += 1
         now = self._clock()
-        due = self._first or now - self._flushed >= self._interval_s
+        due = (self._first and text) or now - self._flushed >= self._interval_s
         if not due and self._count < self._tokens:
             return False
-        self._count, self._first, self.flush = 0, False, due
+        self._count, self.flush = 0, due
         if due:
-            self._flushed = now
+            self._flushed, self._first = now, False
         return True
 
 

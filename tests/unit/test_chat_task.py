@@ -52,6 +52,7 @@ class ScriptedRunner:
         self._context_length = context_length
         self.options: GenerationOptions | None = None
         self.messages: Sequence[dict[str, str]] = ()
+        self.words = WORDS  # what each token decodes to
 
     @property
     def context_length(self) -> int:
@@ -67,7 +68,7 @@ class ScriptedRunner:
     def generate(self, input_ids: np.ndarray, options: GenerationOptions) -> Generation:
         self.options = options
         generator = ScriptedGenerator(self.tokens, options.max_new_tokens, vocab=16, fail_at=self.fail_at)
-        return Generation(generator, Pieces(WORDS), len(input_ids), options, LIMITS)
+        return Generation(generator, Pieces(self.words), len(input_ids), options, LIMITS)
 
 
 def chat_request(**fields: Any) -> ChatCompletionsRequest:
@@ -305,6 +306,21 @@ def test_the_cadence_checks_at_the_first_token_then_every_64_tokens_or_50_ms_and
     assert [cadence.tick() for _ in range(63)] == [False] * 63
     now[0] += 0.06  # 50 ms after the last chunk: checked and written, whatever the token count
     assert cadence.tick() and cadence.flush
+
+
+def test_the_first_chunk_waits_for_the_first_token_with_text() -> None:
+    now = [0.0]
+    cadence = Cadence(clock=lambda: now[0])
+    assert not cadence.tick(text=False)  # a piece the detokenizer holds back: nothing to show yet
+    assert cadence.tick(text=True) and cadence.flush
+
+
+def test_a_stream_whose_first_token_has_no_text_sends_the_second_at_once() -> None:
+    blobs = MemoryBlobStore()
+    runner = ScriptedRunner([12, 5, 6, 7] * 10)  # token 12 decodes to nothing
+    runner.words = {**WORDS, 12: ""}
+    execute({"prompt": "go", "stream": True, "max_tokens": 40}, runner, blobs)
+    assert read_chunks(blobs, "job_1", 0)[0] == StreamChunk("w5 ", 7, 2)
 
 
 def test_a_fast_stream_writes_a_chunk_per_50_ms_not_per_64_tokens() -> None:
