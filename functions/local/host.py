@@ -39,6 +39,7 @@ class LocalHost:
             max_dequeue_count=s.max_dequeue_count,
             visibility_timeout_s=s.visibility_timeout_s,
             concurrency=s.worker_concurrency,
+            wake=app.queue_sent,  # a freed slot wakes the pump as a new message does: a backlog runs back to back
         )
         poisoned = QueuePump(
             app.poison,
