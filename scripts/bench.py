@@ -54,8 +54,9 @@ NO_EXPORTER = {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "APPLICATIONINSIGHTS_CONNECTIO
 CHAT_CANDIDATES = ("tests/fixtures/tiny-chat", "config/demo/tiny-chat")
 KEY = "bench-key"
 QUICK = {"texts": 200, "gen_requests": 5, "azure_requests": 40, "idle_seconds": 2.0, "ledger_events": 5_000}
-# The tiny model's request takes about 10 ms: 100 a row, so one hiccup of this machine doesn't move the row by a
-# quarter (20 did). SmolLM2's take most of a second: at most SMOLLM2_REQUESTS a row.
+# The tiny model's request takes about 10 ms: 400 a row, so one hiccup of this machine doesn't move the row by a
+# tenth (100, 2 s a row, did; 20 moved it by a quarter). SmolLM2's take most of a second: at most SMOLLM2_REQUESTS
+# a row.
 FULL = {"texts": 1000, "gen_requests": 400, "azure_requests": 200, "idle_seconds": 5.0, "ledger_events": 50_000}
 QUICK |= {"big_inputs": 64}
 FULL |= {"big_inputs": 2048}

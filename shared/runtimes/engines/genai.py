@@ -213,8 +213,8 @@ class Generation:
 
     def _pieces(self) -> Iterator[str]:
         """Each token's piece, without stop sequences, penalties or logprobs to apply: the common case, kept to the
-        generator's own calls (about a tenth of a small model's step went to the general loop's bookkeeping, and
-        the step holds the interpreter lock)."""
+        generator's own calls (the general loop's bookkeeping took about 3 µs a token, 7% of the tiny model's step,
+        and the step holds the interpreter lock)."""
         generator, decode, eos = self._generator, self._stream.decode, self._limits.eos_token_ids
         while True:
             try:
