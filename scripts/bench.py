@@ -206,7 +206,7 @@ def host_rows(b: Bench) -> None:
             b.embeddings.append((f"local host, {clients} client(s)", run))
         b.rss_mb = server.rss_mb()
         b.startup.add(f"local host, {preload}: RSS after the embeddings load", f"{b.rss_mb:,.0f} MB")
-        if "generation" in b.parts and b.host_config and b.host_config.chat_model:
+        if "generation" in b.parts and b.host_config.chat_model:
             n = b.args.gen_requests
             for clients in b.args.gen_clients:
                 for stream in (False, True):
