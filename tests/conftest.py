@@ -99,22 +99,25 @@ class RunningHost:
         return self.log_path.read_text(errors="replace")
 
 
-def start_host(
-    tmp_path: Path, env: dict[str, str] | None = None, config: Path | None = None, module: str = "functions.local"
-) -> RunningHost:
-    """The local host (or a test's variant of it, `module`) in a process of its own, once it answers /health."""
-    port = free_port()
-    data_dir = tmp_path / "host-data"
-    log_path = tmp_path / "host.log"
-    full_env = {
+def host_env(tmp_path: Path, env: dict[str, str] | None = None, config: Path | None = None) -> dict[str, str]:
+    """The environment a test's local host runs with: a free port, its own data dir and config, a known key."""
+    return {
         **os.environ,
-        "PORT": str(port),
-        "INFERQ_DATA_DIR": str(data_dir),
+        "PORT": str(free_port()),
+        "INFERQ_DATA_DIR": str(tmp_path / "host-data"),
         "INFERQ_CONFIG": str(config or write_config(tmp_path / "host.toml")),
         "INFERQ_API_KEY": "demo-key",
         "INFERQ_USAGE_PUBLISH_INTERVAL_S": "0.5",
         **(env or {}),
     }
+
+
+def start_host(
+    tmp_path: Path, env: dict[str, str] | None = None, config: Path | None = None, module: str = "functions.local"
+) -> RunningHost:
+    """The local host (or a test's variant of it, `module`) in a process of its own, once it answers /health."""
+    full_env = host_env(tmp_path, env, config)
+    log_path = tmp_path / "host.log"
     with log_path.open("wb") as log_file:  # the child keeps its own handle
         process = subprocess.Popen(
             [sys.executable, "-m", module],

@@ -3,12 +3,11 @@ What is loaded is read from the host process's memory map: a generation model ma
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, start_host, stop_host, write_config
+from tests.conftest import ROOT, host_env, start_host, stop_host
 
 GENAI = "libonnxruntime-genai.so"
 CHAT = {"model": "tiny-random-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
@@ -44,13 +43,7 @@ def test_a_deployment_left_out_loads_on_its_first_job(tmp_path: Path) -> None:
 
 
 def test_a_name_the_config_lacks_stops_the_host_saying_so(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "PORT": "0",
-        "INFERQ_DATA_DIR": str(tmp_path / "data"),
-        "INFERQ_CONFIG": str(write_config(tmp_path / "host.toml")),
-        "INFERQ_PRELOAD": "all-MiniLM-L6-v2, no-such-model",
-    }
+    env = host_env(tmp_path, {"INFERQ_PRELOAD": "all-MiniLM-L6-v2, no-such-model"})
     done = subprocess.run(
         [sys.executable, "-m", "functions.local"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
