@@ -63,16 +63,17 @@ class Settings(BaseSettings):
     routing_seed: int | None = None
 
     # Runtimes. ONNX Runtime's intra-op threads default to the machine's cores. Embeddings run `batch_workers`
-    # batches at once, each on intra_op_threads / batch_workers threads. One batch on every core is the default:
-    # in the host it serves 16 clients as fast as a run per core does, and a lone request two milliseconds
-    # sooner (`make bench --host-env INFERQ_BATCH_WORKERS=2`). A batch is what waits while the engine is busy (plus
-    # `max_batch_wait_ms`, 0: none), at most `max_batch_size` inputs and `max_batch_tokens` tokens, shared
-    # round-robin between tenants; a worker runs up to `worker_concurrency` jobs at once.
+    # batches at once on one session, sharing its threads: while one run's Python forms its inputs or hands out its
+    # results under the interpreter lock, the other computes (at 16 clients the host served about 5% more than
+    # with one batch at a time, and a lone request as fast: `make bench --host-env INFERQ_BATCH_WORKERS=1`). A
+    # batch is what waits while the engine is busy (plus `max_batch_wait_ms`, 0: none), at most `max_batch_size`
+    # inputs and `max_batch_tokens` tokens, shared round-robin between tenants; a worker runs up to
+    # `worker_concurrency` jobs at once.
     intra_op_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_batch_size: int = 32
     max_batch_tokens: int = Field(default=512, ge=1)
     max_batch_wait_ms: float = Field(default=0.0, ge=0)
-    batch_workers: int = Field(default=1, ge=1)  # batches run at once
+    batch_workers: int = Field(default=2, ge=1)  # batches run at once
     worker_concurrency: int = Field(default=32, ge=1)
     # Fair sharing between tenants: a worker instance runs `tenant_max_running` jobs of one tenant at once, more
     # only while as many of its `worker_concurrency` slots stay free for other tenants; a message past that goes

@@ -147,7 +147,7 @@ class EmbeddingsKind:
         runner = EmbeddingRunner(
             fetch(deployment.model.files),
             deployment.max_tokens,
-            max(1, threads // s.batch_workers),  # the cores are shared by the concurrent runs
+            threads,  # one session: the concurrent runs share its threads
             s.max_batch_size,
         )
         return EmbeddingsRuntime(

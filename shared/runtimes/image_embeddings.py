@@ -144,7 +144,7 @@ class ImageEmbeddingsKind:
     light_check = False  # it decodes the images
 
     def runtime(self, deployment: Deployment, fetch: Fetch, settings: Settings) -> ClipRuntime:
-        threads = max(1, (deployment.intra_op_threads or settings.intra_op_threads) // settings.batch_workers)
+        threads = deployment.intra_op_threads or settings.intra_op_threads  # the concurrent runs share them
         runner = ClipRunner(fetch(deployment.model.files), deployment.max_tokens, threads)
         return ClipRuntime(runner, deployment, settings)
 

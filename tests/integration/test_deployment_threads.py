@@ -3,12 +3,18 @@ setting (the cores) applies to the others."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shared.adapters.model_source import ModelSources
 from shared.domain.config import AppConfig, load_config
+from shared.runtimes.engines.onnx_embeddings import Embedding, EmbeddingRunner, Tokens
 from shared.runtimes.registry import RuntimeRegistry
 from shared.settings import Settings
 from tests.conftest import write_config
@@ -34,3 +40,30 @@ def test_intra_op_threads_must_be_positive(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("intra_op_threads = 1", "intra_op_threads = 0"))
     with pytest.raises(Exception, match="intra_op_threads"):
         load_config(path)
+
+
+def test_an_embeddings_deployment_runs_two_batches_at_once_on_one_session_of_all_the_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default a second batch starts while the first runs (each run's Python leaves the cores to the other run),
+    and the runs share one session with every intra-op thread, so a lone request runs on all of them."""
+    both_running = threading.Barrier(2, timeout=10)
+
+    def embed(self: EmbeddingRunner, encodings: Sequence[Tokens]) -> list[Embedding]:
+        both_running.wait()  # broken (an error) unless another batch runs meanwhile
+        return [Embedding(np.ones(384, dtype=np.float32), len(e.ids)) for e in encodings]
+
+    monkeypatch.setattr(EmbeddingRunner, "embed", embed)
+    config = load_config(write_config(tmp_path / "inferq.toml"))
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", intra_op_threads=2)
+    runtime = RuntimeRegistry(settings, ModelSources.from_settings(settings)).runtime(
+        config.deployment("all-MiniLM-L6-v2")
+    )
+    assert runtime.runner.intra_op_threads == 2
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(runtime.predict, ["the first request"])
+        while both_running.n_waiting == 0 and not first.done():  # its batch is running
+            time.sleep(0.01)
+        second = pool.submit(runtime.predict, ["a second request, while the first batch runs"])
+        assert [e.tokens for e in first.result(15)] == [5]
+        assert len(second.result(15)) == 1
