@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("onnxruntime", "onnxruntime-genai", "tokenizers", "fastapi", "uvicorn", "httpx")
+PACKAGES = ("onnxruntime", "onnxruntime-genai", "tokenizers", "fastapi", "uvicorn", "uvloop", "httptools")
 
 
 def available_cores() -> int:
