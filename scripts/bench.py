@@ -76,7 +76,7 @@ class Bench:
     storage: Table = field(
         default_factory=lambda: Table(
             "Azure Storage transactions per sync request (local host on Azurite)",
-            ["row", "req/s", "tx/request", "queue", "table", "blob write", "blob read", "errors"],
+            ["row", "req/s", "tx/request", "queue", "table", "blob write", "blob read", "blob delete", "errors"],
         )
     )
     notes: dict[str, list[str]] = field(default_factory=dict)

@@ -9,6 +9,9 @@ Default prices: USD, pay-as-you-go, East US, no free grants (they vanish at scal
 - Storage transactions (GPv2, LRS): ASSUMPTIONS, not confirmed from a current price list: queue $0.004 per 10,000
   operations, table $0.00036 per 10,000 transactions, blob (hot) $0.05 per 10,000 writes and $0.004 per 10,000
   reads. See https://azure.microsoft.com/pricing/details/storage/queues/, .../storage/tables/, .../storage/blobs/.
+- Blob deletes are free on general-purpose v2 accounts (what infra/ deploys): Microsoft, "Map each REST operation to
+  a price", https://learn.microsoft.com/azure/storage/blobs/map-rest-apis-transaction-categories (DeleteBlob:
+  Free). They are counted apart, at $0 by default.
 - Reference: OpenAI text-embedding-3-small $0.02 per 1M tokens (standard tier), https://developers.openai.com/api/docs/
   models/text-embedding-3-small, as recorded by https://tokenprice.fyi/models/text-embedding-3-small (2026-07-03).
 Every price is a command-line option: pass today's.
@@ -22,8 +25,8 @@ from dataclasses import dataclass
 from benchkit.table import Table, num
 
 FLEX_INSTANCE_MB = (512, 2048, 4096)
-STORAGE_CLASSES = ("queue", "table", "blob-write", "blob-read")
-DEFAULT_PER_10K = {"queue": 0.004, "table": 0.00036, "blob-write": 0.05, "blob-read": 0.004}
+STORAGE_CLASSES = ("queue", "table", "blob-write", "blob-read", "blob-delete")
+DEFAULT_PER_10K = {"queue": 0.004, "table": 0.00036, "blob-write": 0.05, "blob-read": 0.004, "blob-delete": 0.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
