@@ -64,8 +64,8 @@ class Settings(BaseSettings):
 
     # Runtimes. ONNX Runtime's intra-op threads default to the machine's cores. Embeddings run `batch_workers`
     # batches at once on one session, sharing its threads: while one run's Python forms its inputs or hands out its
-    # results under the interpreter lock, the other computes (at 16 clients the host served about 5% more than
-    # with one batch at a time, and a lone request as fast: `make bench --host-env INFERQ_BATCH_WORKERS=1`). A
+    # results under the interpreter lock, the other computes (at 16 clients the host served 3-6% more than with
+    # one batch at a time, and a lone request as fast: `make bench --host-env INFERQ_BATCH_WORKERS=1`). A
     # batch is what waits while the engine is busy (plus `max_batch_wait_ms`, 0: none), at most `max_batch_size`
     # inputs and `max_batch_tokens` tokens, shared round-robin between tenants; a worker runs up to
     # `worker_concurrency` jobs at once.
