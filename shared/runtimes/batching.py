@@ -8,7 +8,9 @@ for more (fuller batches for a lighter load, at that much latency).
 Fair sharing: a batch is filled item by item, round-robin over the owners (tenants) waiting, first come first
 served among one owner's requests, and capped at `max_batch_size` items and `max_batch_cost` (the cost of an
 item: its tokens). So a 2,048-input request runs as many small batches, and another tenant's request waits for
-at most the batches already running, not for the big one to end.
+at most the batches already running, not for the big one to end. With several workers, a full batch (the cost cap
+in flight) gets no second batch of its owners beside it, only other owners': another tenant's request beside a big
+job starts at once instead of waiting for a worker.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ R = TypeVar("R")
 @dataclass(eq=False)
 class _Request(Generic[T, R]):
     items: Sequence[T]
+    owner: str = ""
     future: Future[list[R]] = field(default_factory=Future)
     results: list[R | None] = field(default_factory=list)
     taken: int = 0  # items handed to batches so far
@@ -65,6 +68,7 @@ class MicroBatcher(Generic[T, R]):
         self._run_overhead = run_overhead  # what one more `predict` call costs, in cost units (see `runs`)
         self._waiting: OrderedDict[str, deque[_Request[T, R]]] = OrderedDict()  # owner -> its requests, in turn
         self._size = 0  # items waiting
+        self._running: list[tuple[frozenset[str], int]] = []  # the owners and the cost of each batch in flight
         self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._stopping = False
@@ -72,7 +76,7 @@ class MicroBatcher(Generic[T, R]):
     def __call__(self, items: Sequence[T], owner: str = "") -> list[R]:
         if not items:
             return []
-        request: _Request[T, R] = _Request(items, caller=telemetry.capture())
+        request: _Request[T, R] = _Request(items, owner, caller=telemetry.capture())
         with self._ready:
             self._ensure_threads()
             if owner not in self._waiting:
@@ -109,7 +113,7 @@ class MicroBatcher(Generic[T, R]):
     def _loop(self) -> None:
         while True:
             with self._ready:
-                while not self._size and not self._stopping:
+                while not self._takeable() and not (self._stopping and not self._size):
                     self._ready.wait()
                 if not self._size:  # stopping, and nothing left to run
                     return
@@ -119,19 +123,47 @@ class MicroBatcher(Generic[T, R]):
                     if remaining <= 0:
                         break
                     self._ready.wait(remaining)
-                batch = self._take()
+                batch = self._take(self._held())
+                running = (frozenset(request.owner for request, _ in batch), self._batch_cost(batch))
+                self._running.append(running)
                 more = self._size > 0
             if more:  # another worker may start on what is left while this one runs
                 with self._ready:
                     self._ready.notify()
-            self._run(batch)
+            try:
+                self._run(batch)
+            finally:
+                with self._ready:
+                    self._running.remove(running)
+                    self._ready.notify_all()  # what was held back for this batch may start
 
-    def _take(self) -> list[tuple[_Request[T, R], int]]:
-        """The next batch: one item per owner in turn, until the size or cost cap (called holding the lock)."""
+    def _held(self) -> set[str]:
+        """Owners whose items wait for their own running batches to end (called holding the lock). Concurrent runs
+        share the engine's threads: beside a full batch (the cost cap in flight: a big request's), another batch of
+        the same owners would only slow both, while another owner's request starts at once and is answered after
+        its own run. Beside lighter batches (many small requests) anyone's next batch starts."""
+        cap = self._max_batch_cost
+        if cap is None or sum(cost for _, cost in self._running) < cap:
+            return set()
+        return {owner for owners, _ in self._running for owner in owners}
+
+    def _takeable(self) -> bool:
+        held = self._held()
+        return any(owner not in held for owner in self._waiting)
+
+    def _batch_cost(self, batch: list[tuple[_Request[T, R], int]]) -> int:
+        return sum(self._cost(request.items[i]) for request, i in batch)
+
+    def _take(self, held: set[str]) -> list[tuple[_Request[T, R], int]]:
+        """The next batch: one item per owner in turn (but `held`), until the size or cost cap (called holding the
+        lock)."""
         batch: list[tuple[_Request[T, R], int]] = []
         spent = 0
-        while self._waiting and len(batch) < self._max_batch_size:
-            owner, requests = next(iter(self._waiting.items()))
+        while len(batch) < self._max_batch_size:
+            owner = next((o for o in self._waiting if o not in held), None)
+            if owner is None:
+                break
+            requests = self._waiting[owner]
             request = requests[0]
             cost = self._cost(request.items[request.taken])
             if batch and self._max_batch_cost is not None and spent + cost > self._max_batch_cost:

@@ -189,3 +189,35 @@ def test_runs_are_cut_at_the_least_padded_cost(seed: int) -> None:
     assert [i for c in found for i in range(c.start, c.stop)] == list(range(len(lengths)))
     assert all(c.stop - c.start <= max_rows for c in found)
     assert cost(found) == min(cost(c) for c in every_cutting(0))
+
+
+def test_beside_a_heavy_batch_another_owner_starts_at_once_and_the_same_owner_waits_its_turn() -> None:
+    """Two workers share the engine's threads: a second batch of the big job's would only halve both, so it waits;
+    another tenant's request starts at once beside it."""
+    calls: list[list[str]] = []
+    gate = threading.Event()
+
+    def predict(items: Sequence[str]) -> list[str]:
+        calls.append(list(items))
+        if items[0].startswith("b"):
+            gate.wait(5)  # the big job's batches run until released
+        return [s.upper() for s in items]
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(
+        predict, max_batch_size=32, max_wait_s=0, workers=2, cost=len, max_batch_cost=8
+    )
+    big = [f"b{i:03d}" for i in range(6)]  # 4 characters each: two a batch, a heavy one (the whole cost cap)
+    results: dict[str, list[str]] = {}
+    first = threading.Thread(target=lambda: results.update(big=batcher(big, "tenant-a")))
+    first.start()
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.2)  # room for the second worker to start the big job's next batch, which it must not
+    assert calls == [["b000", "b001"]] and batcher.waiting() == 4
+    assert batcher(["s"], "tenant-b") == ["S"]  # answered while the big job's batch still runs
+    assert not gate.is_set() and calls[-1] == ["s"]
+    gate.set()
+    first.join(5)
+    assert results["big"] == [s.upper() for s in big]
+    assert calls[2:] == [["b002", "b003"], ["b004", "b005"]]
