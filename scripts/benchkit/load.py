@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -118,7 +119,7 @@ class _Events:
             chunk = json.loads(line[6:])
             if "error" in chunk:
                 raise _Failed(f"stream error: {chunk['error']}")
-            if self.first != self.first and any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+            if math.isnan(self.first) and any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
                 self.first = time.perf_counter() - self.t0
             if chunk.get("usage"):
                 self.tokens = int(chunk["usage"].get(self.usage, 0))

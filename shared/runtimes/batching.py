@@ -123,8 +123,8 @@ class MicroBatcher(Generic[T, R]):
                     if remaining <= 0:
                         break
                     self._ready.wait(remaining)
-                batch = self._take(self._held())
-                running = (frozenset(request.owner for request, _ in batch), self._batch_cost(batch))
+                batch, cost = self._take(self._held())
+                running = (frozenset(request.owner for request, _ in batch), cost)
                 self._running.append(running)
                 more = self._size > 0
             if more:  # another worker may start on what is left while this one runs
@@ -151,12 +151,9 @@ class MicroBatcher(Generic[T, R]):
         held = self._held()
         return any(owner not in held for owner in self._waiting)
 
-    def _batch_cost(self, batch: list[tuple[_Request[T, R], int]]) -> int:
-        return sum(self._cost(request.items[i]) for request, i in batch)
-
-    def _take(self, held: set[str]) -> list[tuple[_Request[T, R], int]]:
-        """The next batch: one item per owner in turn (but `held`), until the size or cost cap (called holding the
-        lock)."""
+    def _take(self, held: set[str]) -> tuple[list[tuple[_Request[T, R], int]], int]:
+        """The next batch and its cost: one item per owner in turn (but `held`), until the size or cost cap (called
+        holding the lock)."""
         batch: list[tuple[_Request[T, R], int]] = []
         spent = 0
         while len(batch) < self._max_batch_size:
@@ -178,7 +175,7 @@ class MicroBatcher(Generic[T, R]):
                 self._waiting.move_to_end(owner)  # the next item comes from the next owner
             else:
                 del self._waiting[owner]
-        return batch
+        return batch, spent
 
     def _run(self, batch: list[tuple[_Request[T, R], int]]) -> None:
         """The batch as runs of similar cost, cheapest first, each delivered as it ends: a short request that
