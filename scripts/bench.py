@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))  # the product, for the runner and ledger rows (im
 from benchkit import cost, engines, machine, processes, report  # noqa: E402
 from benchkit.engines import MESSAGES, Run  # noqa: E402
 from benchkit.ledger import ledger_table  # noqa: E402
-from benchkit.load import load  # noqa: E402
+from benchkit.load import grouped, load  # noqa: E402
 from benchkit.otlp_sink import OtlpSink  # noqa: E402
 from benchkit.table import Table, num, percentile  # noqa: E402
 
@@ -152,6 +152,7 @@ def peer_rows(b: Bench) -> None:
         for clients in b.args.clients:
             load(server.url, "/embeddings", bodies[: clients * 2], clients)  # warm up
             b.embeddings.append((f"peer FastAPI + ORT server, {clients} client(s)", load_run(server, bodies, clients)))
+        grouped_row(b, server, "peer FastAPI + ORT server", bodies)
         b.startup.add("peer server RSS after its load", f"{server.rss_mb():,.0f} MB")
     finally:
         server.stop()
@@ -165,6 +166,20 @@ def load_run(server: processes.Server, bodies: list[dict[str, Any]], clients: in
     run = load(server.url, kw.pop("path", "/embeddings"), bodies, clients, {"api-key": KEY}, **kw)
     run.cpu_s, run.client_cpu_s = server.cpu_s() - server_cpu, processes.own_cpu_s() - own_cpu
     return run
+
+
+def grouped_row(b: Bench, server: processes.Server, name: str, bodies: list[dict[str, Any]]) -> None:
+    """The row `name` at the most clients, with the same texts `--texts-per-request` (k) to a request: its `count`
+    counts texts, so its texts/s and CPU a text compare with the one-text rows'. Where batching pays: the pipeline's
+    cost a request is shared by k texts, and every request fills a run."""
+    k, clients = b.args.texts_per_request, max(b.args.clients)
+    if k < 2:
+        return
+    requests = grouped(bodies, k)
+    load_run(server, requests[: clients * 2], clients)  # warm up
+    run = load_run(server, requests, clients)
+    run.count, run.per_request = len(requests) * k, k
+    b.embeddings.append((f"{name}, {clients} client(s), {k} texts a request", run))
 
 
 # --- the local host (embeddings, generation, start-up) -------------------------------------------------------------
@@ -204,6 +219,7 @@ def host_rows(b: Bench) -> None:
             with profiled(b, server, clients == max(b.args.clients)):
                 run = load_run(server, bodies, clients)
             b.embeddings.append((f"local host, {clients} client(s)", run))
+        grouped_row(b, server, "local host", bodies)
         b.rss_mb = server.rss_mb()
         b.startup.add(f"local host, {preload}: RSS after the embeddings load", f"{b.rss_mb:,.0f} MB")
         if "generation" in b.parts and b.host_config.chat_model:
@@ -428,6 +444,10 @@ def azure_rows(b: Bench) -> None:
             storage_row(b, "idle: nothing running, per second", None, b.idle)
             n = b.args.azure_requests
             runs = [(f"sync embeddings, {c} client(s)", f"embeddings-{c}", bodies[:n], c, {}) for c in b.args.clients]
+            k, c = b.args.texts_per_request, max(b.args.clients)
+            if k > 1:  # n requests of k texts
+                label = f"sync embeddings, {c} client(s), {k} texts a request"
+                runs.append((label, f"embeddings-{c}x{k}", grouped((bodies * k)[: n * k], k), c, {}))
             if b.host_config and b.host_config.chat_model:
                 m = max(2, n // 10)
                 chat: dict[str, Any] = {"path": "/chat/completions", "usage": "completion_tokens"}
@@ -456,11 +476,13 @@ def storage_row(b: Bench, label: str, run: Run | None, per: dict[str, float]) ->
 
 def cost_rows(b: Bench) -> Table:
     workloads = []
-    hosts = [(label, run) for label, run in b.embeddings if label.startswith("local host") and run.count > run.errors]
-    if hosts:
-        label, run = max(hosts, key=lambda lr: lr[1].rate)
-        tx = b.tx.get(f"embeddings-{max(b.args.clients)}", {})
-        workloads.append(cost.Workload("embeddings", run.token_rate, run.tokens / (run.count - run.errors), tx))
+    hosts = [run for label, run in b.embeddings if label.startswith("local host") and run.count > run.errors]
+    for k in sorted({run.per_request for run in hosts}):  # one text a request; then k
+        run = max((r for r in hosts if r.per_request == k), key=lambda r: r.rate)
+        tx = b.tx.get(f"embeddings-{max(b.args.clients)}" + (f"x{k}" if k > 1 else ""), {})
+        label = "embeddings" + (f", {k} texts a request" if k > 1 else "")
+        requests = run.count // k - run.errors
+        workloads.append(cost.Workload(label, run.token_rate, run.tokens / requests, tx))
     for mode, tx in (("sync", "chat"), ("streamed", "chat-stream")):
         gens = [run for label, run in b.generation if label.startswith(f"local host, {mode}") and run.tokens]
         if gens:
@@ -487,6 +509,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--texts", type=int, help=f"embedding texts (default {FULL['texts']}, quick {QUICK['texts']})")
     parser.add_argument("--only", default="", help=f"comma list of {', '.join(PARTS)} (or {', '.join(GROUPS)})")
     parser.add_argument("--clients", default="1,16", help="concurrent HTTP clients for the embedding rows")
+    parser.add_argument(
+        "--texts-per-request",
+        type=int,
+        default=8,
+        help="k of the rows that send k texts a request (peer, host, Azurite, cost), at the most clients; 1: none",
+    )
     parser.add_argument("--gen-clients", default="1,4", help="concurrent HTTP clients for the generation rows")
     parser.add_argument("--gen-requests", type=int, help="generations per row")
     parser.add_argument("--new-tokens", type=int, default=256)

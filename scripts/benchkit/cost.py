@@ -112,7 +112,7 @@ def cost_table(
             f"${total * 86400 * 30:,.2f} per month per running host"
         )
     table.notes.append(
-        "assumes an instance serves what this machine's host did (its vCPUs may differ); one text per embeddings "
-        "request (k texts a request divide executions and storage by about k); Event Hubs (usage) not included"
+        "assumes an instance serves what this machine's host did (its vCPUs may differ); embeddings: one text a "
+        "request unless the row names k; Event Hubs (usage) not included"
     )
     return table

@@ -48,6 +48,7 @@ class Run:
     first_error: str = ""
     cpu_s: float | None = None  # CPU the measured side used, all its threads: the server process, or this one
     client_cpu_s: float | None = None  # CPU the load generator used (HTTP rows: it shares the machine)
+    per_request: int = 1  # texts a request carried (HTTP rows of k texts a request: `count` counts texts)
 
     @property
     def rate(self) -> float:

@@ -23,6 +23,12 @@ import httptools
 from benchkit.engines import Run
 
 
+def grouped(bodies: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """Embeddings bodies k texts to a request, in order: each group's first body with the group's inputs as a list.
+    Whole groups only, so every request carries k texts."""
+    return [{**bodies[i], "input": [b["input"] for b in bodies[i : i + k]]} for i in range(0, len(bodies) - k + 1, k)]
+
+
 def load(
     url: str,
     path: str,

@@ -10,7 +10,8 @@ from benchkit.table import Table, num, percentile
 
 def embeddings_table(rows: list[tuple[str, Run]], texts: int, notes: list[str]) -> Table:
     table = Table(
-        f"Embeddings: all-MiniLM-L6-v2 int8, {texts} texts of 6-24 words (HTTP rows: one text a request)",
+        f"Embeddings: all-MiniLM-L6-v2 int8, {texts} texts of 6-24 words"
+        " (HTTP rows: one text a request, or k where named)",
         ["path", "texts/s", "vs best raw", "p50 ms", "p99 ms", "CPU ms/text", "cores busy", "errors"],
     )
     raw = [run.rate for label, run in rows if label.startswith("raw ORT")]
@@ -31,11 +32,16 @@ def embeddings_table(rows: list[tuple[str, Run]], texts: int, notes: list[str]) 
     )
     clients = [(label, run) for label, run in rows if run.client_cpu_s is not None and run.count]
     if clients:
-        shown = ", ".join(f"{label}: {(run.client_cpu_s or 0) / run.count * 1000:.2f}" for label, run in clients)
+        shown = ", ".join(f"{label}: {_client_ms(run):.2f}" for label, run in clients)
         table.notes.append(f"load generator CPU ms/request (same machine): {shown}")
     table.notes += [f"first error of {label}: {run.first_error}" for label, run in rows if run.errors]
     table.notes += notes
     return table
+
+
+def _client_ms(run: Run) -> float:
+    """The load generator's CPU a request (a row of k texts a request counts texts)."""
+    return (run.client_cpu_s or 0) / (run.count / run.per_request) * 1000
 
 
 def generation_table(rows: list[tuple[str, Run]], notes: list[str]) -> Table:

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -42,7 +44,7 @@ def test_bench_prints_the_raw_and_runner_rows() -> None:
 def test_bench_prints_the_host_row_without_an_exporter_and_with_telemetry_on() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--only", "host,telemetry", "--texts", "40"]
-        + ["--clients", "2"],
+        + ["--clients", "2", "--texts-per-request", "4"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -51,7 +53,11 @@ def test_bench_prints_the_host_row_without_an_exporter_and_with_telemetry_on() -
     assert result.returncode == 0, result.stderr
     assert "FAILED" not in result.stdout, result.stdout
     rows = {r["path"]: r for r in table_rows(result.stdout, "Embeddings")}
-    assert set(rows) == {"local host, 2 client(s)", "telemetry on: host + OTLP http export, 2 client(s)"}, rows
+    assert set(rows) == {
+        "local host, 2 client(s)",
+        "local host, 2 client(s), 4 texts a request",
+        "telemetry on: host + OTLP http export, 2 client(s)",
+    }, rows
     assert all(float(r["texts/s"].replace(",", "")) > 0 and r["errors"] == "0" for r in rows.values()), rows
     exported = re.search(r"the OTLP sink took ([\d,]+) spans", result.stdout)
     assert exported is not None and int(exported.group(1).replace(",", "")) > 0, result.stdout
@@ -60,6 +66,10 @@ def test_bench_prints_the_host_row_without_an_exporter_and_with_telemetry_on() -
     only = startup["local host, INFERQ_PRELOAD=all-MiniLM-L6-v2: RSS after the embeddings load"]
     every = startup["local host, every deployment preloaded (make run's default): RSS after the embeddings load"]
     assert megabytes(only) < megabytes(every), startup
+    # The cost rows price one text a request and 4: the same 40 texts, so a request of 4 carries 4 times the tokens.
+    per_request = dict(re.findall(r"^  (embeddings[^:]*): .*?([\d.,]+) tokens/request", result.stdout, re.M))
+    one, four = (float(per_request[k].replace(",", "")) for k in ("embeddings", "embeddings, 4 texts a request"))
+    assert four == pytest.approx(4 * one, rel=0.02), per_request
 
 
 def megabytes(value: str) -> float:

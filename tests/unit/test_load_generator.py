@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from benchkit.load import load  # noqa: E402
+from benchkit.load import grouped, load  # noqa: E402
 
 
 def _response(status: int, body: bytes, chunked: bool = False) -> bytes:
@@ -132,3 +132,12 @@ def test_an_error_chunk_fails_the_stream(server: str) -> None:
     run = load(server, "/chat/completions", [{"input": "stream-error"}, {"input": "stream"}], clients=1, stream=True)
     assert run.errors == 1 and "model_error" in run.first_error, run.first_error
     assert len(run.latencies) == 1
+
+
+def test_grouped_sends_the_same_texts_k_to_a_request_in_order_and_whole_groups_only() -> None:
+    bodies = [{"input": f"text {i}", "model": "m"} for i in range(7)]
+    assert grouped(bodies, 3) == [
+        {"input": ["text 0", "text 1", "text 2"], "model": "m"},
+        {"input": ["text 3", "text 4", "text 5"], "model": "m"},
+    ]
+    assert bodies[0] == {"input": "text 0", "model": "m"}  # the one-text bodies are left as they were
