@@ -1,8 +1,11 @@
 """The job store on Table storage: one entity per job, written only if its ETag is unchanged.
 
-A Table property holds at most 64 KiB and an entity 1 MiB, so a large result (embeddings of many inputs) is kept
-in Blob storage under a content-addressed key and the entity refers to it; so is the rest of a document still too
-large without its result (a failed job with a very long error message).
+A job's document is a string property while it fits one (64 KiB of UTF-16: 32 Ki characters, readable in Storage
+Explorer); a larger one (the embeddings of a few inputs already) is split into binary properties of UTF-8, up to
+DOC_MAX_PARTS of them, well inside an entity's 1 MiB: one table write, where a result blob is a write and a read
+more, the write Storage's dearest transaction. Only a result too large for that is kept in Blob storage under a
+content-addressed key, the entity referring to it; so is the rest of a document still too large without its
+result (a failed job with a very long error message).
 
 Jobs whose usage is unpublished are found through an outbox: one small entity per such job in the partition
 `OUTBOX` of the same table (RowKey = the job's key), so the timer that publishes them reads one partition instead
@@ -53,6 +56,10 @@ ROW = "job"
 OUTBOX = "~outbox"
 UNSENT = "~unsent"
 INLINE_DOC_MAX_BYTES = 60 * 1024  # UTF-16, as the service counts a string property (limit 64 KiB)
+DOC_PART_BYTES = 64_000  # a binary property holds 64 KiB
+# 704,000 bytes: sent as base64 with the entity's other properties, under the 1 MiB an entity holds (Azurite
+# measures the request body against it; the service counts the bytes).
+DOC_MAX_PARTS = 11
 RESULTS_PREFIX = "results"
 BATCH_GET = 14  # partition keys one query ORs together: with the RowKey test, the 15 comparisons a filter may hold
 
@@ -284,13 +291,19 @@ class AzureJobStore:
             "usage_published": job.usage_published,
         }
         doc = job.model_dump_json(exclude={"etag"})
-        if _too_large(doc) and job.result is not None:
+        if not _fits(doc) and job.result is not None:
             entity["result_ref"] = self._put_blob(job.id, json.dumps(job.result, separators=(",", ":")))
             doc = job.model_copy(update={"result": None}).model_dump_json(exclude={"etag"})
-        if _too_large(doc):  # still: an error message of any length (a scoring script's exception, say)
+        if not _fits(doc):  # still: an error message of any length (a scoring script's exception, say)
             entity["doc_ref"] = self._put_blob(job.id, doc)
             doc = ""
-        entity["doc"] = doc
+        if _string_fits(doc):
+            entity["doc"] = doc
+        else:
+            data = doc.encode("utf-8")
+            parts = [data[i : i + DOC_PART_BYTES] for i in range(0, len(data), DOC_PART_BYTES)]
+            entity["doc_parts"] = len(parts)
+            entity.update({f"doc_{i}": part for i, part in enumerate(parts)})
         return entity
 
     def _put_blob(self, job_id: str, text: str) -> str:
@@ -309,8 +322,14 @@ class AzureJobStore:
         return key
 
     def _job(self, entity: TableEntity) -> Job:
-        doc_ref = entity.get("doc_ref")
-        job = Job.model_validate_json(self.blobs.get(doc_ref) if doc_ref else entity["doc"])
+        doc_ref, parts = entity.get("doc_ref"), entity.get("doc_parts")
+        if doc_ref:
+            doc: str | bytes = self.blobs.get(doc_ref)
+        elif parts:
+            doc = b"".join(_binary(entity[f"doc_{i}"]) for i in range(parts))
+        else:
+            doc = entity["doc"]
+        job = Job.model_validate_json(doc)
         ref = entity.get("result_ref")
         if ref:
             job = job.model_copy(update={"result": json.loads(self.blobs.get(ref))})
@@ -321,12 +340,22 @@ def _unsent(entity: TableEntity) -> UnsentMessage:
     body = entity["body"]
     return UnsentMessage(
         job_id=entity["job_id"],
-        body=(body.value if hasattr(body, "value") else body).decode("utf-8"),
+        body=_binary(body).decode("utf-8"),
         since=entity["since"],
         version=str(entity.metadata["etag"]),
         request_hash=entity.get("request_hash", ""),
     )
 
 
-def _too_large(doc: str) -> bool:
-    return len(doc.encode("utf-16-le")) > INLINE_DOC_MAX_BYTES
+def _binary(value: Any) -> bytes:
+    """A binary property as read back (the SDK may wrap it as an EntityProperty)."""
+    return bytes(value.value if hasattr(value, "value") else value)
+
+
+def _string_fits(doc: str) -> bool:
+    return len(doc.encode("utf-16-le")) <= INLINE_DOC_MAX_BYTES
+
+
+def _fits(doc: str) -> bool:
+    """Whether the document fits the entity: as a string property, or in its binary parts."""
+    return _string_fits(doc) or len(doc.encode("utf-8")) <= DOC_PART_BYTES * DOC_MAX_PARTS
