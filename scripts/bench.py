@@ -476,7 +476,7 @@ def storage_row(b: Bench, label: str, run: Run | None, per: dict[str, float]) ->
 
 def cost_rows(b: Bench) -> Table:
     workloads = []
-    hosts = [run for label, run in b.embeddings if label.startswith("local host") and run.count > run.errors]
+    hosts = [r for label, r in b.embeddings if label.startswith("local host") and r.count // r.per_request > r.errors]
     for k in sorted({run.per_request for run in hosts}):  # one text a request; then k
         run = max((r for r in hosts if r.per_request == k), key=lambda r: r.rate)
         tx = b.tx.get(f"embeddings-{max(b.args.clients)}" + (f"x{k}" if k > 1 else ""), {})
