@@ -291,20 +291,15 @@ class AzureJobStore:
             "usage_published": job.usage_published,
         }
         doc = job.model_dump_json(exclude={"etag"})
-        if not _fits(doc) and job.result is not None:
+        inline = _inline(doc)
+        if inline is None and job.result is not None:
             entity["result_ref"] = self._put_blob(job.id, json.dumps(job.result, separators=(",", ":")))
             doc = job.model_copy(update={"result": None}).model_dump_json(exclude={"etag"})
-        if not _fits(doc):  # still: an error message of any length (a scoring script's exception, say)
+            inline = _inline(doc)
+        if inline is None:  # still: an error message of any length (a scoring script's exception, say)
             entity["doc_ref"] = self._put_blob(job.id, doc)
-            doc = ""
-        if _string_fits(doc):
-            entity["doc"] = doc
-        else:
-            data = doc.encode("utf-8")
-            parts = [data[i : i + DOC_PART_BYTES] for i in range(0, len(data), DOC_PART_BYTES)]
-            entity["doc_parts"] = len(parts)
-            entity.update({f"doc_{i}": part for i, part in enumerate(parts)})
-        return entity
+            inline = {"doc": ""}
+        return entity | inline
 
     def _put_blob(self, job_id: str, text: str) -> str:
         data = text.encode("utf-8")
@@ -352,10 +347,13 @@ def _binary(value: Any) -> bytes:
     return bytes(value.value if hasattr(value, "value") else value)
 
 
-def _string_fits(doc: str) -> bool:
-    return len(doc.encode("utf-16-le")) <= INLINE_DOC_MAX_BYTES
-
-
-def _fits(doc: str) -> bool:
-    """Whether the document fits the entity: as a string property, or in its binary parts."""
-    return _string_fits(doc) or len(doc.encode("utf-8")) <= DOC_PART_BYTES * DOC_MAX_PARTS
+def _inline(doc: str) -> dict[str, Any] | None:
+    """The document as the entity's properties: one string property while it fits one, else binary parts of its
+    UTF-8; None when it does not fit the entity."""
+    if len(doc.encode("utf-16-le")) <= INLINE_DOC_MAX_BYTES:
+        return {"doc": doc}
+    data = doc.encode("utf-8")
+    if len(data) > DOC_PART_BYTES * DOC_MAX_PARTS:
+        return None
+    parts = [data[i : i + DOC_PART_BYTES] for i in range(0, len(data), DOC_PART_BYTES)]
+    return {"doc_parts": len(parts)} | {f"doc_{i}": part for i, part in enumerate(parts)}
